@@ -1,0 +1,1 @@
+//! Command-line subcommands; `main.rs` only dispatches to these.

@@ -1,0 +1,1 @@
+//! The call flow: dialplan files and the pure flow interpreter.

@@ -1,0 +1,1 @@
+//! The account ledger: SQLite (embedded default) and PostgreSQL.

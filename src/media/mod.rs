@@ -1,0 +1,4 @@
+//! Media: G.711, RTP, DTMF detection, SDP offer/answer and prompt playback.
+
+pub mod clip;
+pub mod g711;
