@@ -133,7 +133,9 @@ fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         2 => 28,
         _ => 0,
     }
@@ -403,5 +405,54 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_784), (2026, 11, 27));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}
+
+/// A call detail record. Holds no ID number, PIN digit or balance: spoken
+/// values appear in `prompts` as placeholders such as `<amount>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct CallRecord {
+    /// SIP Call-ID.
+    pub call_id: String,
+    /// Masked caller number, e.g. `138****5678`.
+    pub caller_masked: String,
+    /// Unix milliseconds.
+    pub started_at_ms: i64,
+    pub answered_at_ms: Option<i64>,
+    pub ended_at_ms: i64,
+    /// e.g. `caller_hangup`, `goodbye`, `transfer`, `rtp_timeout`, `error`.
+    pub end_reason: String,
+    /// Dialplan states visited, in order.
+    pub states: Vec<String>,
+    /// Prompt ids actually played, in order (values as placeholders).
+    pub prompts: Vec<String>,
+    /// Keys pressed at menus (never the digits of an ID or PIN).
+    pub menu_keys: String,
+}
+
+/// Masks a caller number for logs, audit and CDRs: `13812345678` → `138****5678`.
+pub fn mask_caller(number: &str) -> String {
+    let chars: Vec<char> = number.chars().collect();
+    if chars.len() <= 4 {
+        return "*".repeat(chars.len());
+    }
+    let keep_tail = 4.min(chars.len() - 1);
+    let keep_head = 3.min(chars.len().saturating_sub(keep_tail + 1));
+    let head: String = chars[..keep_head].iter().collect();
+    let tail: String = chars[chars.len() - keep_tail..].iter().collect();
+    format!(
+        "{head}{}{tail}",
+        "*".repeat(chars.len() - keep_head - keep_tail)
+    )
+}
+
+#[cfg(test)]
+mod mask_tests {
+    #[test]
+    fn masks_caller_numbers() {
+        assert_eq!(super::mask_caller("13812345678"), "138****5678");
+        assert_eq!(super::mask_caller("1234"), "****");
+        assert_eq!(super::mask_caller("12345"), "*2345");
+        assert_eq!(super::mask_caller("alice"), "*lice");
     }
 }

@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ivr12333::cli;
 
 /// ivr12333: the 12333 social-security self-service voice line.
 #[derive(Parser)]
@@ -11,9 +12,24 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Answer calls (SIP over UDP and TCP, RTP media).
+    Serve(cli::serve::Args),
+    /// Render the Mandarin readout of an amount, date, count or digit string.
+    Say(cli::say::Args),
+    /// Manage the account ledger: migrate, seed, import, unlock, set PINs, verify the audit chain.
+    #[command(subcommand_value_name = "ACTION")]
+    Ledger(cli::ledger::Args),
+    /// Check a dialplan file or draw it as a Graphviz graph.
+    Dialplan(cli::dialplan::Args),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Serve(a) => cli::serve::run(a),
+        Command::Say(a) => cli::say::run(a),
+        Command::Ledger(a) => cli::ledger::run(a),
+        Command::Dialplan(a) => cli::dialplan::run(a),
+    }
 }

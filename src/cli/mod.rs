@@ -1,1 +1,6 @@
 //! Command-line subcommands; `main.rs` only dispatches to these.
+
+pub mod dialplan;
+pub mod ledger;
+pub mod say;
+pub mod serve;
