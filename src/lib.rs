@@ -7,6 +7,7 @@
 //! knows about tokio.
 
 pub mod cli;
+pub mod config;
 pub mod domain;
 pub mod flow;
 pub mod ledger;
