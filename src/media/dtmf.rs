@@ -21,7 +21,14 @@
 //! * late or reordered packets of a finished event (its key is remembered in
 //!   a small ring) or with a timestamp older than the current event of the
 //!   same SSRC never re-trigger;
-//! * a new SSRC starts a new stream (its first event is reported).
+//! * a new SSRC starts a new stream (its first event is reported);
+//! * one narrow exception to "a key is reported once": a *start* packet
+//!   (marker bit, duration ≤ one packet, no E bit) for a key whose event is
+//!   already over starts a new press. SIPp's `play_pcap_audio` replays a
+//!   capture unchanged, so a caller entering "11" sends the same SSRC,
+//!   timestamp and sequence numbers twice; without this rule the second
+//!   "1" would be lost. Duplicated or late updates and end packets have no
+//!   marker and never re-trigger.
 //!
 //! Events above 15 (flash, modem tones) and payloads shorter than 4 bytes
 //! are ignored (see [`super::rtp::parse_event`]).
@@ -59,6 +66,10 @@ const RECENT: usize = 8;
 const SEGMENT_MIN: u32 = 0xF000;
 const SEGMENT_MAX: u32 = 0x1_0000 + 1600;
 
+/// Largest duration a start packet may carry for the replay rule (one
+/// 20 ms packet; SIPp's captures start at 0).
+const RESTART_MAX_DURATION: u16 = 160;
+
 #[derive(Debug, Clone, Copy)]
 struct Current {
     ssrc: u32,
@@ -66,6 +77,13 @@ struct Current {
     event: u8,
     ended: bool,
     last_seen: Instant,
+}
+
+impl Current {
+    /// Ended by an E packet, or by silence for [`END_TIMEOUT`].
+    fn is_over(&self, now: Instant) -> bool {
+        self.ended || now.saturating_duration_since(self.last_seen) >= END_TIMEOUT
+    }
 }
 
 /// RFC 4733 receiver for one call. See the module docs for the rules.
@@ -91,51 +109,63 @@ impl Rfc4733Receiver {
         }
     }
 
-    /// Feeds one telephone-event packet; returns the key when it starts a
-    /// new key press.
+    /// Feeds one telephone-event packet (`marker`: the RTP marker bit);
+    /// returns the key when it starts a new key press.
     pub fn handle(
         &mut self,
         now: Instant,
         ssrc: u32,
         timestamp: u32,
+        marker: bool,
         ev: TelephoneEvent,
     ) -> Option<char> {
+        // A start packet (marker, no duration yet) for a key whose event is
+        // already over: a replayed capture (SIPp's play_pcap_audio resends a
+        // pcap's packets unchanged, so pressing "1" twice repeats the same
+        // SSRC and timestamp). Only a start packet qualifies, so duplicated
+        // or late updates and end packets still never re-trigger.
+        let restart = marker && !ev.end && ev.duration <= RESTART_MAX_DURATION;
         if let Some(cur) = self.current.as_mut()
             && cur.ssrc == ssrc
             && cur.timestamp == timestamp
         {
-            cur.last_seen = now;
-            cur.ended |= ev.end;
-            return None;
-        }
-        if self.recent.contains(&Some((ssrc, timestamp))) {
-            return None;
+            if !(restart && cur.is_over(now)) {
+                cur.last_seen = now;
+                cur.ended |= ev.end;
+                return None;
+            }
+        } else if self.recent.contains(&Some((ssrc, timestamp))) {
+            if !restart {
+                return None;
+            }
+        } else if let Some(cur) = self.current
+            && cur.ssrc == ssrc
+        {
+            let delta = timestamp.wrapping_sub(cur.timestamp);
+            // Older than the current event (serial-number arithmetic): a
+            // late packet of an event that is already over. Long after the
+            // current event, an older timestamp is rather a sender that
+            // restarted its clock (same SSRC), so it counts as new.
+            let recent_activity = now.saturating_duration_since(cur.last_seen) < REORDER_WINDOW;
+            if delta >= 0x8000_0000 && recent_activity && !(restart && cur.is_over(now)) {
+                return None;
+            }
+            if !cur.is_over(now)
+                && cur.event == ev.event
+                && (SEGMENT_MIN..=SEGMENT_MAX).contains(&delta)
+            {
+                // Next segment of the same long press.
+                self.remember(cur.ssrc, cur.timestamp);
+                self.current = Some(Current {
+                    timestamp,
+                    ended: ev.end,
+                    last_seen: now,
+                    ..cur
+                });
+                return None;
+            }
         }
         if let Some(cur) = self.current {
-            if cur.ssrc == ssrc {
-                let delta = timestamp.wrapping_sub(cur.timestamp);
-                // Older than the current event (serial-number arithmetic):
-                // a late packet of an event that is already over. Long after
-                // the current event, an older timestamp is rather a sender
-                // that restarted its clock (same SSRC), so it counts as new.
-                let recent_activity = now.saturating_duration_since(cur.last_seen) < REORDER_WINDOW;
-                if delta >= 0x8000_0000 && recent_activity {
-                    return None;
-                }
-                let alive =
-                    !cur.ended && now.saturating_duration_since(cur.last_seen) < END_TIMEOUT;
-                if alive && cur.event == ev.event && (SEGMENT_MIN..=SEGMENT_MAX).contains(&delta) {
-                    // Next segment of the same long press.
-                    self.remember(cur.ssrc, cur.timestamp);
-                    self.current = Some(Current {
-                        timestamp,
-                        ended: ev.end,
-                        last_seen: now,
-                        ..cur
-                    });
-                    return None;
-                }
-            }
             self.remember(cur.ssrc, cur.timestamp);
         }
         self.current = Some(Current {
@@ -151,11 +181,13 @@ impl Rfc4733Receiver {
     /// Whether a key is held down right now (an event started and neither
     /// ended nor timed out).
     pub fn key_down(&self, now: Instant) -> bool {
-        self.current
-            .is_some_and(|c| !c.ended && now.saturating_duration_since(c.last_seen) < END_TIMEOUT)
+        self.current.is_some_and(|c| !c.is_over(now))
     }
 
     fn remember(&mut self, ssrc: u32, timestamp: u32) {
+        if self.recent.contains(&Some((ssrc, timestamp))) {
+            return;
+        }
         if let Some(slot) = self.recent.get_mut(self.next_recent) {
             *slot = Some((ssrc, timestamp));
         }
@@ -242,16 +274,19 @@ mod tests {
     fn one_press_reported_once_at_start() {
         let t0 = Instant::now();
         let mut r = Rfc4733Receiver::new();
-        assert_eq!(r.handle(t0, 1, 1000, ev(5, false, 0)), Some('5'));
+        assert_eq!(r.handle(t0, 1, 1000, false, ev(5, false, 0)), Some('5'));
         assert!(r.key_down(t0));
         for i in 1..10u16 {
             assert_eq!(
-                r.handle(ms(t0, i as u64 * 50), 1, 1000, ev(5, false, i * 400)),
+                r.handle(ms(t0, i as u64 * 50), 1, 1000, false, ev(5, false, i * 400)),
                 None
             );
         }
         for i in 0..3 {
-            assert_eq!(r.handle(ms(t0, 500 + i), 1, 1000, ev(5, true, 4000)), None);
+            assert_eq!(
+                r.handle(ms(t0, 500 + i), 1, 1000, false, ev(5, true, 4000)),
+                None
+            );
         }
         assert!(!r.key_down(ms(t0, 510)));
     }
@@ -260,22 +295,34 @@ mod tests {
     fn lost_start_and_only_end() {
         let t0 = Instant::now();
         let mut r = Rfc4733Receiver::new();
-        assert_eq!(r.handle(t0, 1, 1000, ev(11, false, 800)), Some('#'));
-        assert_eq!(r.handle(ms(t0, 300), 1, 9000, ev(10, true, 800)), Some('*'));
-        assert_eq!(r.handle(ms(t0, 301), 1, 9000, ev(10, true, 800)), None);
+        assert_eq!(r.handle(t0, 1, 1000, false, ev(11, false, 800)), Some('#'));
+        assert_eq!(
+            r.handle(ms(t0, 300), 1, 9000, false, ev(10, true, 800)),
+            Some('*')
+        );
+        assert_eq!(
+            r.handle(ms(t0, 301), 1, 9000, false, ev(10, true, 800)),
+            None
+        );
     }
 
     #[test]
     fn lost_end_closed_by_new_event_or_timeout() {
         let t0 = Instant::now();
         let mut r = Rfc4733Receiver::new();
-        assert_eq!(r.handle(t0, 1, 1000, ev(1, false, 0)), Some('1'));
+        assert_eq!(r.handle(t0, 1, 1000, false, ev(1, false, 0)), Some('1'));
         // No end; a new event (same key) starts: reported.
-        assert_eq!(r.handle(ms(t0, 400), 1, 4200, ev(1, false, 0)), Some('1'));
+        assert_eq!(
+            r.handle(ms(t0, 400), 1, 4200, false, ev(1, false, 0)),
+            Some('1')
+        );
         assert!(r.key_down(ms(t0, 500)));
         assert!(!r.key_down(ms(t0, 400) + END_TIMEOUT));
         // The old event's late packets do not re-trigger.
-        assert_eq!(r.handle(ms(t0, 450), 1, 1000, ev(1, true, 800)), None);
+        assert_eq!(
+            r.handle(ms(t0, 450), 1, 1000, false, ev(1, true, 800)),
+            None
+        );
     }
 
     #[test]
@@ -283,30 +330,97 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Rfc4733Receiver::new();
         let ts = 0xFFFF_F000u32; // also wraps the timestamp
-        assert_eq!(r.handle(t0, 7, ts, ev(9, false, 0)), Some('9'));
-        assert_eq!(r.handle(ms(t0, 8000), 7, ts, ev(9, false, 0xFFFF)), None);
+        assert_eq!(r.handle(t0, 7, ts, false, ev(9, false, 0)), Some('9'));
+        assert_eq!(
+            r.handle(ms(t0, 8000), 7, ts, false, ev(9, false, 0xFFFF)),
+            None
+        );
         let ts2 = ts.wrapping_add(0xFFFF);
-        assert_eq!(r.handle(ms(t0, 8050), 7, ts2, ev(9, false, 400)), None);
-        assert_eq!(r.handle(ms(t0, 8100), 7, ts2, ev(9, true, 800)), None);
+        assert_eq!(
+            r.handle(ms(t0, 8050), 7, ts2, false, ev(9, false, 400)),
+            None
+        );
+        assert_eq!(
+            r.handle(ms(t0, 8100), 7, ts2, false, ev(9, true, 800)),
+            None
+        );
         // A late packet of the first segment is ignored too.
-        assert_eq!(r.handle(ms(t0, 8101), 7, ts, ev(9, false, 0xFFFF)), None);
+        assert_eq!(
+            r.handle(ms(t0, 8101), 7, ts, false, ev(9, false, 0xFFFF)),
+            None
+        );
     }
 
     #[test]
     fn reordering_and_ssrc_change() {
         let t0 = Instant::now();
         let mut r = Rfc4733Receiver::new();
-        assert_eq!(r.handle(t0, 1, 1000, ev(2, false, 0)), Some('2'));
-        assert_eq!(r.handle(ms(t0, 200), 1, 3000, ev(3, false, 0)), Some('3'));
+        assert_eq!(r.handle(t0, 1, 1000, false, ev(2, false, 0)), Some('2'));
+        assert_eq!(
+            r.handle(ms(t0, 200), 1, 3000, false, ev(3, false, 0)),
+            Some('3')
+        );
         // late packets of '2' (reordered after '3' started)
-        assert_eq!(r.handle(ms(t0, 210), 1, 1000, ev(2, true, 800)), None);
+        assert_eq!(
+            r.handle(ms(t0, 210), 1, 1000, false, ev(2, true, 800)),
+            None
+        );
         // an even older event never seen (key evicted): older timestamp → ignored
-        assert_eq!(r.handle(ms(t0, 220), 1, 500, ev(4, true, 800)), None);
+        assert_eq!(r.handle(ms(t0, 220), 1, 500, false, ev(4, true, 800)), None);
         // new SSRC (e.g. after a transfer): its first event is reported even
         // with a smaller timestamp
-        assert_eq!(r.handle(ms(t0, 300), 2, 10, ev(4, false, 0)), Some('4'));
+        assert_eq!(
+            r.handle(ms(t0, 300), 2, 10, false, ev(4, false, 0)),
+            Some('4')
+        );
         // and the old SSRC's late end packets do not re-trigger
-        assert_eq!(r.handle(ms(t0, 310), 1, 3000, ev(3, true, 800)), None);
+        assert_eq!(
+            r.handle(ms(t0, 310), 1, 3000, false, ev(3, true, 800)),
+            None
+        );
+    }
+
+    #[test]
+    fn replayed_capture_counts_again_but_duplicates_do_not() {
+        let t0 = Instant::now();
+        let mut r = Rfc4733Receiver::new();
+        // SIPp replays dtmf_2833_1.pcap twice: same SSRC, timestamp, seq.
+        for round in 0..2u64 {
+            let base = round * 300;
+            let first = r.handle(ms(t0, base), 1, 13280, true, ev(1, false, 0));
+            assert_eq!(first, Some('1'), "round {round}");
+            // a duplicated start packet while the key is down: no digit
+            assert_eq!(
+                r.handle(ms(t0, base + 5), 1, 13280, true, ev(1, false, 0)),
+                None
+            );
+            for k in 1..7u16 {
+                let at = ms(t0, base + 20 * k as u64);
+                assert_eq!(r.handle(at, 1, 13280, false, ev(1, false, k * 320)), None);
+            }
+            for k in 0..3 {
+                let at = ms(t0, base + 140 + k);
+                assert_eq!(r.handle(at, 1, 13280, false, ev(1, true, 2240)), None);
+            }
+        }
+        // an older capture ("2" was 23200, now "1" at 13280) after "2" ended
+        assert_eq!(
+            r.handle(ms(t0, 700), 1, 23200, true, ev(2, false, 0)),
+            Some('2')
+        );
+        assert_eq!(
+            r.handle(ms(t0, 800), 1, 23200, false, ev(2, true, 800)),
+            None
+        );
+        assert_eq!(
+            r.handle(ms(t0, 900), 1, 13280, true, ev(1, false, 0)),
+            Some('1')
+        );
+        // but a late end packet of an old event never counts
+        assert_eq!(
+            r.handle(ms(t0, 950), 1, 23200, false, ev(2, true, 800)),
+            None
+        );
     }
 
     #[test]

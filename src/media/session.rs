@@ -268,7 +268,7 @@ impl MediaSession {
 
         if is_event {
             if let Some(ev) = rtp::parse_event(p.payload)
-                && let Some(d) = self.rfc4733.handle(now, p.ssrc, p.timestamp, ev)
+                && let Some(d) = self.rfc4733.handle(now, p.ssrc, p.timestamp, p.marker, ev)
                 && let Some(d) = self.merger.accept(now, Source::Media, d)
             {
                 self.events.push_back(MediaEvent::Digit {
