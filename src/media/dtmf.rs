@@ -87,11 +87,19 @@ impl Current {
 }
 
 /// RFC 4733 receiver for one call. See the module docs for the rules.
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows no state: the current event is a caller's key.
+#[derive(Clone)]
 pub struct Rfc4733Receiver {
     current: Option<Current>,
     recent: [Option<(u32, u32)>; RECENT],
     next_recent: usize,
+}
+
+impl std::fmt::Debug for Rfc4733Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rfc4733Receiver").finish_non_exhaustive()
+    }
 }
 
 impl Default for Rfc4733Receiver {
@@ -213,12 +221,20 @@ struct Seen {
 const MERGE_SLOTS: usize = 4;
 
 /// Keeps one digit stream out of RFC 4733 and SIP INFO (module docs).
-#[derive(Debug, Clone, Default)]
+///
+/// `Debug` shows no state: it holds the caller's recent keys.
+#[derive(Clone, Default)]
 pub struct DigitMerger {
     rfc: [Option<Seen>; MERGE_SLOTS],
     info: [Option<Seen>; MERGE_SLOTS],
     rfc_next: usize,
     info_next: usize,
+}
+
+impl std::fmt::Debug for DigitMerger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigitMerger").finish_non_exhaustive()
+    }
 }
 
 impl DigitMerger {
@@ -421,6 +437,17 @@ mod tests {
             r.handle(ms(t0, 950), 1, 23200, false, ev(2, true, 800)),
             None
         );
+    }
+
+    #[test]
+    fn debug_output_holds_no_keys() {
+        let t0 = Instant::now();
+        let mut r = Rfc4733Receiver::new();
+        let mut m = DigitMerger::new();
+        let d = r.handle(t0, 1, 1, true, ev(7, false, 0)).unwrap();
+        m.accept(t0, Source::Media, d);
+        assert_eq!(format!("{r:?}"), "Rfc4733Receiver { .. }");
+        assert_eq!(format!("{m:?}"), "DigitMerger { .. }");
     }
 
     #[test]

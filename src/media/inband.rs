@@ -52,8 +52,9 @@ const HITS_TO_REPORT: u8 = 2;
 /// Consecutive empty windows needed before the next key.
 const GAP_TO_REARM: u8 = 2;
 
-/// Streaming DTMF detector for one call.
-#[derive(Debug, Clone)]
+/// Streaming DTMF detector for one call. `Debug` shows no state (the
+/// candidate key is a caller's key).
+#[derive(Clone)]
 pub struct InbandDetector {
     coeffs: [f32; 8],
     /// The previous half window (already complete).
@@ -66,6 +67,12 @@ pub struct InbandDetector {
     hits: u8,
     gap: u8,
     armed: bool,
+}
+
+impl std::fmt::Debug for InbandDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InbandDetector").finish_non_exhaustive()
+    }
 }
 
 impl Default for InbandDetector {

@@ -320,7 +320,16 @@ impl SdpSession {
 }
 
 fn parse(bytes: &[u8]) -> Result<Session, SdpError> {
-    Session::parse(bytes).map_err(|e| SdpError::Malformed(e.to_string()))
+    Session::parse(bytes).map_err(|e| {
+        SdpError::Malformed(match e {
+            // Its Display echoes the peer's bytes: keep only the line number
+            // (error strings end up in logs).
+            sdp_types::ParserError::InvalidVersion(line, _) => {
+                format!("invalid version in line {line}")
+            }
+            other => other.to_string(),
+        })
+    })
 }
 
 fn push_fmt(fmt: &mut String, pt: u8) {
@@ -607,6 +616,10 @@ m=audio 5006 RTP/AVP 0\n";
             "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\nm=audio 0 RTP/AVP 0\n";
         assert_eq!(s.answer(rejected.as_bytes()), Err(SdpError::NoAudio));
         assert!(matches!(s.answer(b"garbage"), Err(SdpError::Malformed(_))));
+        let Err(SdpError::Malformed(why)) = s.answer(b"v=SECRET\r\n") else {
+            panic!("expected Malformed");
+        };
+        assert!(!why.contains("SECRET"), "{why}");
         let host = "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 pbx.example\nt=0 0\nm=audio 5000 RTP/AVP 0\n";
         assert!(matches!(
             s.answer(host.as_bytes()),

@@ -2,7 +2,7 @@
 //! [`Player`], and a receiver that turns RFC 4733 events, in-band tones and
 //! SIP INFO digits into one digit stream.
 //!
-//! The driver (the tokio runtime) owns the socket and the timer:
+//! The driver (the async runtime layer) owns the socket and the timer:
 //!
 //! ```text
 //! on datagram:  session.handle_rtp(now, src, bytes)
