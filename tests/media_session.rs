@@ -559,3 +559,81 @@ fn lost_and_late_counters() {
     assert_eq!(st.lost, 2); // 12 and 13 missing at the time 14 arrived
     assert_eq!(st.late, 2); // 12 (reordered) and the duplicate 15
 }
+
+#[test]
+fn rfc4733_digit_barges_in_on_a_prompt() {
+    use ivr12333::media::session::DigitSource;
+    let t0 = Instant::now();
+    let mut s = new_session(t0);
+    let prompt = clip(100, 900);
+    s.play(&[PlayItem::Clip(prompt.clone())], 5);
+    for k in 0..10u64 {
+        drain(&mut s, ms(t0, k * 20));
+    }
+    // the caller presses '0' (agent) while the prompt plays
+    let ev = |end: bool, duration: u16| {
+        rtp::encode_event(rtp::TelephoneEvent {
+            event: 0,
+            end,
+            volume: 10,
+            duration,
+        })
+    };
+    let start = {
+        let mut buf = [0u8; 64];
+        let h = RtpOut {
+            payload_type: 101,
+            marker: true,
+            sequence: 1,
+            timestamp: 8000,
+            ssrc: 99,
+        };
+        let n = rtp::write(h, &ev(false, 0), &mut buf).unwrap();
+        buf[..n].to_vec()
+    };
+    s.handle_rtp(ms(t0, 205), addr(SDP_PEER), &start);
+    let got = events(&mut s);
+    assert_eq!(
+        got,
+        vec![MediaEvent::Digit {
+            digit: '0',
+            source: DigitSource::Rfc4733
+        }]
+    );
+    // the call logic reacts: barge-in
+    s.stop_playback();
+    assert_eq!(
+        events(&mut s),
+        vec![MediaEvent::PlaybackDone {
+            token: 5,
+            interrupted: true
+        }]
+    );
+    // slots 10 (200 ms) and 11 (220 ms) are due: silence already
+    let next = drain(&mut s, ms(t0, 220));
+    assert_eq!(next.len(), 2);
+    assert!(next.iter().all(|p| p.payload == vec![0xFF; 160]));
+    // the rest of the key press (updates, 3 end packets) adds nothing
+    for (i, (end, d)) in [
+        (false, 400),
+        (false, 800),
+        (true, 1200),
+        (true, 1200),
+        (true, 1200),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut buf = [0u8; 64];
+        let h = RtpOut {
+            payload_type: 101,
+            marker: false,
+            sequence: 2 + i as u16,
+            timestamp: 8000,
+            ssrc: 99,
+        };
+        let n = rtp::write(h, &ev(end, d), &mut buf).unwrap();
+        s.handle_rtp(ms(t0, 230 + i as u64 * 20), addr(SDP_PEER), &buf[..n]);
+    }
+    assert_eq!(events(&mut s), vec![]);
+}

@@ -11,6 +11,10 @@
 //!               arm timer at session.poll_timeout()
 //! ```
 //!
+//! Re-read `poll_timeout()` after every `handle_*`, `play`, `stop_playback`
+//! and `update` call: any of them can move the next deadline (a first packet
+//! latches an address, a resume restarts sending).
+//!
 //! Rules implemented here:
 //!
 //! * **Pacing** (RFC 3550 §5.1, RFC 3551 §4.5): packet `n` is due at
