@@ -375,13 +375,14 @@ fn symmetric_rtp_latches_on_first_valid_packet() {
     let nat = addr("192.0.2.7:40001");
     s.handle_rtp(ms(t0, 25), nat, &rx_packet(0, 1, 0, &[0xFF; 160]));
     assert_eq!(drain(&mut s, ms(t0, 40))[0].to, nat);
-    // a later stray source does not steal the stream
+    // a later stray source does not steal the stream, nor count
     s.handle_rtp(
         ms(t0, 45),
         addr("203.0.113.1:5"),
         &rx_packet(0, 2, 160, &[0xFF; 160]),
     );
     assert_eq!(drain(&mut s, ms(t0, 60))[0].to, nat);
+    assert_eq!(s.stats().foreign, 1);
     // re-INVITE to a new address: SDP address until the peer sends again
     let moved = addr("127.0.0.1:6100");
     s.update(&Negotiated {
@@ -393,7 +394,42 @@ fn symmetric_rtp_latches_on_first_valid_packet() {
     });
     assert_eq!(drain(&mut s, ms(t0, 80))[0].to, moved);
     let st = s.stats();
-    assert_eq!((st.malformed, st.ignored, st.packets_received), (1, 2, 2));
+    assert_eq!((st.malformed, st.ignored, st.packets_received), (1, 2, 1));
+}
+
+#[test]
+fn foreign_source_cannot_inject_digits_but_a_moved_peer_is_followed() {
+    let t0 = Instant::now();
+    let mut s = new_session(t0);
+    let peer = addr("192.0.2.7:40001");
+    let attacker = addr("198.51.100.66:1234");
+    let digit = |seq: u16, ts: u32| {
+        let ev = rtp::encode_event(rtp::TelephoneEvent {
+            event: 3,
+            end: false,
+            volume: 10,
+            duration: 0,
+        });
+        let mut buf = [0u8; 64];
+        let h = RtpOut {
+            payload_type: 101,
+            marker: true,
+            sequence: seq,
+            timestamp: ts,
+            ssrc: 4242,
+        };
+        let n = rtp::write(h, &ev, &mut buf).unwrap();
+        buf[..n].to_vec()
+    };
+    s.handle_rtp(ms(t0, 0), peer, &rx_packet(0, 1, 0, &[0xFF; 160]));
+    s.handle_rtp(ms(t0, 10), attacker, &digit(1, 100));
+    assert_eq!(events(&mut s), vec![]);
+    assert_eq!(s.stats().foreign, 1);
+    // the peer goes quiet for 2 s and comes back from a new port
+    let moved = addr("192.0.2.7:40999");
+    s.handle_rtp(ms(t0, 2_000), moved, &rx_packet(0, 2, 160, &[0xFF; 160]));
+    assert_eq!(s.destination(), Some(moved));
+    assert_eq!(drain(&mut s, ms(t0, 2_000))[0].to, moved);
 }
 
 #[test]

@@ -30,7 +30,11 @@
 //!   silence (RFC 3551 §4.1), and after a send pause (hold).
 //! * **Symmetric RTP** (RFC 4961): send to the SDP address until the first
 //!   valid RTP packet (negotiated payload type) arrives, then to its source.
-//!   A re-INVITE with a new address resets the latch.
+//!   A re-INVITE with a new address resets the latch. Once latched, packets
+//!   from other sources are dropped (`stats().foreign`) so nobody can inject
+//!   digits into the call, unless the latched source has been quiet for
+//!   [`RELATCH_AFTER`] (the peer moved, e.g. a NAT rebinding): then the new
+//!   source is latched.
 //! * **Hold**: while our direction does not send (`recvonly`/`inactive`)
 //!   nothing is sent and prompts are paused.
 //! * **Inactivity**: `MediaEvent::Inactive` once, when no valid RTP arrived
@@ -70,6 +74,9 @@ const SAMPLES_PER_PACKET: u32 = FRAME_SAMPLES as u32;
 pub const MAX_BURST: u64 = 3;
 /// Default RTP inactivity timeout.
 pub const DEFAULT_INACTIVITY: Duration = Duration::from_secs(30);
+/// A packet from a source other than the latched one is accepted (and
+/// re-latches) only after the latched source was quiet this long.
+pub const RELATCH_AFTER: Duration = Duration::from_secs(2);
 /// Smallest buffer `poll_transmit` needs.
 pub const MIN_BUFFER: usize = rtp::HEADER_LEN + FRAME_SAMPLES;
 
@@ -163,6 +170,8 @@ pub struct MediaStats {
     pub ignored: u64,
     /// Datagrams that are not valid RTP.
     pub malformed: u64,
+    /// Valid RTP from a source other than the latched one (dropped).
+    pub foreign: u64,
     /// Send slots skipped because the driver was late.
     pub skipped_slots: u64,
 }
@@ -262,12 +271,21 @@ impl MediaSession {
             self.stats.ignored += 1;
             return;
         }
+        match self.latched {
+            Some(l) if l == src => {}
+            // A peer that moved without a re-INVITE (NAT rebinding): follow
+            // it once the latched source has been quiet for a while.
+            Some(_) if now.saturating_duration_since(self.last_rx) < RELATCH_AFTER => {
+                // Another source while the latched one is active: injected
+                // or stray packets must not reach the digit stream.
+                self.stats.foreign += 1;
+                return;
+            }
+            _ => self.latched = Some(src),
+        }
         self.stats.packets_received += 1;
         self.stats.bytes_received += packet.len() as u64;
         self.last_rx = self.last_rx.max(now);
-        if self.latched.is_none() {
-            self.latched = Some(src);
-        }
         self.track_sequence(p.ssrc, p.sequence);
 
         if is_event {
