@@ -1,0 +1,290 @@
+//! In-band DTMF detection (ITU-T Q.23/Q.24 tones) on decoded G.711 audio,
+//! used only when the peer did not negotiate RFC 4733 telephone-event.
+//!
+//! Method: the Goertzel algorithm evaluates the eight DTMF frequencies over
+//! 160-sample (20 ms) windows that hop by 80 samples, so every 10 ms of
+//! audio starts a new window. A window holds a key when
+//!
+//! * the strongest row tone and the strongest column tone each exceed a
+//!   minimum level ([`MIN_TONE_AMPLITUDE`]),
+//! * each is at least [`PEAK_RATIO`] above the other tones of its group,
+//! * their ratio (twist) is within ±[`MAX_TWIST_DB`],
+//! * together they carry at least [`MIN_TONE_FRACTION`] of the window's
+//!   energy (speech and music spread energy elsewhere), and
+//! * both halves of the window carry similar energy, i.e. the tone fills the
+//!   whole window (this is what makes the duration check precise).
+//!
+//! A key is reported after two consecutive windows agree: a tone of 40 ms
+//! always contains two whole hop-aligned windows, one of 23 ms never does
+//! (Q.24 asks for acceptance at ≥40 ms and rejection below ≈23 ms). A new
+//! key (or the same key again) needs a gap of two windows without a tone
+//! first, so a glitch inside a long tone does not double a digit.
+//!
+//! All state is fixed-size; [`InbandDetector::feed`] never allocates.
+
+/// Window length in samples (20 ms at 8 kHz).
+const WINDOW: usize = 160;
+/// Hop between windows.
+const HALF: usize = WINDOW / 2;
+
+/// DTMF row frequencies then column frequencies (Hz).
+const FREQS: [f32; 8] = [697.0, 770.0, 852.0, 941.0, 1209.0, 1336.0, 1477.0, 1633.0];
+const KEYS: [[char; 4]; 4] = [
+    ['1', '2', '3', 'A'],
+    ['4', '5', '6', 'B'],
+    ['7', '8', '9', 'C'],
+    ['*', '0', '#', 'D'],
+];
+
+/// Minimum amplitude of each tone, relative to full scale (≈ -34 dBFS).
+pub const MIN_TONE_AMPLITUDE: f32 = 0.02;
+/// Each peak must exceed the other tones of its group by this power factor
+/// (6 dB).
+pub const PEAK_RATIO: f32 = 4.0;
+/// Maximum level difference between the row and column tone.
+pub const MAX_TWIST_DB: f32 = 8.0;
+/// Share of the window energy the two tones must hold.
+pub const MIN_TONE_FRACTION: f32 = 0.75;
+/// Minimum ratio between the energies of the two window halves.
+const MIN_HALF_RATIO: f32 = 0.5;
+/// Consecutive agreeing windows needed to report a key.
+const HITS_TO_REPORT: u8 = 2;
+/// Consecutive empty windows needed before the next key.
+const GAP_TO_REARM: u8 = 2;
+
+/// Streaming DTMF detector for one call. `Debug` shows no state (the
+/// candidate key is a caller's key).
+#[derive(Clone)]
+pub struct InbandDetector {
+    coeffs: [f32; 8],
+    /// The previous half window (already complete).
+    prev: [f32; HALF],
+    have_prev: bool,
+    /// The half window being filled.
+    cur: [f32; HALF],
+    cur_len: usize,
+    candidate: Option<char>,
+    hits: u8,
+    gap: u8,
+    armed: bool,
+}
+
+impl std::fmt::Debug for InbandDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InbandDetector").finish_non_exhaustive()
+    }
+}
+
+impl Default for InbandDetector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InbandDetector {
+    pub fn new() -> Self {
+        let mut coeffs = [0.0f32; 8];
+        for (c, f) in coeffs.iter_mut().zip(FREQS) {
+            *c = 2.0 * (2.0 * std::f32::consts::PI * f / 8000.0).cos();
+        }
+        InbandDetector {
+            coeffs,
+            prev: [0.0; HALF],
+            have_prev: false,
+            cur: [0.0; HALF],
+            cur_len: 0,
+            candidate: None,
+            hits: 0,
+            gap: GAP_TO_REARM,
+            armed: true,
+        }
+    }
+
+    /// Feeds decoded 8 kHz samples (any length); `on_digit` is called for
+    /// each key detected.
+    pub fn feed(&mut self, samples: &[i16], on_digit: &mut impl FnMut(char)) {
+        for &s in samples {
+            if let Some(slot) = self.cur.get_mut(self.cur_len) {
+                *slot = f32::from(s) / 32768.0;
+            }
+            self.cur_len += 1;
+            if self.cur_len == HALF {
+                self.cur_len = 0;
+                if self.have_prev {
+                    let key = self.analyse();
+                    if let Some(d) = self.step(key) {
+                        on_digit(d);
+                    }
+                }
+                self.prev = self.cur;
+                self.have_prev = true;
+            }
+        }
+    }
+
+    /// Debounce: two agreeing windows report, two empty windows re-arm.
+    fn step(&mut self, key: Option<char>) -> Option<char> {
+        match key {
+            Some(k) => {
+                self.gap = 0;
+                if self.candidate == Some(k) {
+                    self.hits = self.hits.saturating_add(1);
+                } else {
+                    self.candidate = Some(k);
+                    self.hits = 1;
+                }
+                if self.armed && self.hits >= HITS_TO_REPORT {
+                    self.armed = false;
+                    return Some(k);
+                }
+                None
+            }
+            None => {
+                self.candidate = None;
+                self.hits = 0;
+                self.gap = self.gap.saturating_add(1);
+                if self.gap >= GAP_TO_REARM {
+                    self.armed = true;
+                }
+                None
+            }
+        }
+    }
+
+    /// Classifies the window `prev ++ cur`.
+    fn analyse(&self) -> Option<char> {
+        let mut s1 = [0.0f32; 8];
+        let mut s2 = [0.0f32; 8];
+        let mut half_energy = [0.0f32; 2];
+        for (h, half) in [&self.prev, &self.cur].into_iter().enumerate() {
+            let mut e = 0.0f32;
+            for &x in half.iter() {
+                e += x * x;
+                for k in 0..8 {
+                    let s0 = x + self.coeffs[k] * s1[k] - s2[k];
+                    s2[k] = s1[k];
+                    s1[k] = s0;
+                }
+            }
+            half_energy[h] = e;
+        }
+        let total = half_energy[0] + half_energy[1];
+        // Energy of each tone, scaled so that a sinusoid of amplitude A
+        // gives A²·N/2, its energy in the window.
+        let mut power = [0.0f32; 8];
+        for k in 0..8 {
+            let p = s1[k] * s1[k] + s2[k] * s2[k] - self.coeffs[k] * s1[k] * s2[k];
+            power[k] = p * 2.0 / WINDOW as f32;
+        }
+        let (row, row_p) = peak(&power[..4])?;
+        let (col, col_p) = peak(&power[4..])?;
+        let min_energy = MIN_TONE_AMPLITUDE * MIN_TONE_AMPLITUDE * WINDOW as f32 / 2.0;
+        if row_p < min_energy || col_p < min_energy {
+            return None;
+        }
+        let dominant = |group: &[f32], idx: usize, p: f32| {
+            group
+                .iter()
+                .enumerate()
+                .all(|(i, &q)| i == idx || p >= PEAK_RATIO * q)
+        };
+        if !dominant(&power[..4], row, row_p) || !dominant(&power[4..], col, col_p) {
+            return None;
+        }
+        let twist = 10f32.powf(MAX_TWIST_DB / 10.0);
+        if row_p > twist * col_p || col_p > twist * row_p {
+            return None;
+        }
+        if row_p + col_p < MIN_TONE_FRACTION * total {
+            return None;
+        }
+        let (lo, hi) = if half_energy[0] < half_energy[1] {
+            (half_energy[0], half_energy[1])
+        } else {
+            (half_energy[1], half_energy[0])
+        };
+        if lo < MIN_HALF_RATIO * hi {
+            return None;
+        }
+        KEYS.get(row).and_then(|r| r.get(col)).copied()
+    }
+}
+
+/// Index and value of the largest element.
+fn peak(group: &[f32]) -> Option<(usize, f32)> {
+    group
+        .iter()
+        .copied()
+        .enumerate()
+        .fold(None, |best, (i, p)| match best {
+            Some((_, bp)) if bp >= p => best,
+            _ => Some((i, p)),
+        })
+}
+
+/// The row and column frequency of a key (for tests and tone generators).
+pub fn key_frequencies(key: char) -> Option<(f32, f32)> {
+    let key = key.to_ascii_uppercase();
+    for (r, row) in KEYS.iter().enumerate() {
+        for (c, &k) in row.iter().enumerate() {
+            if k == key {
+                return Some((FREQS[r], FREQS[4 + c]));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(key: char, ms: usize, amp: f32, out: &mut Vec<i16>) {
+        let (r, c) = key_frequencies(key).unwrap();
+        let start = out.len();
+        for n in 0..ms * 8 {
+            let t = (start + n) as f32 / 8000.0;
+            let v = amp
+                * ((2.0 * std::f32::consts::PI * r * t).sin()
+                    + (2.0 * std::f32::consts::PI * c * t).sin());
+            out.push((v * 32767.0) as i16);
+        }
+    }
+
+    fn run(samples: &[i16]) -> String {
+        let mut d = InbandDetector::new();
+        let mut got = String::new();
+        for chunk in samples.chunks(160) {
+            d.feed(chunk, &mut |c| got.push(c));
+        }
+        got
+    }
+
+    #[test]
+    fn detects_clean_keys() {
+        let mut s = vec![0i16; 37];
+        for k in "159#*0D".chars() {
+            tone(k, 60, 0.3, &mut s);
+            s.extend(std::iter::repeat_n(0, 400));
+        }
+        assert_eq!(run(&s), "159#*0D");
+    }
+
+    #[test]
+    fn long_tone_is_one_digit_and_short_tone_none() {
+        let mut s = Vec::new();
+        tone('8', 2000, 0.3, &mut s);
+        assert_eq!(run(&s), "8");
+        let mut s = vec![0i16; 50];
+        tone('8', 20, 0.3, &mut s);
+        s.extend(std::iter::repeat_n(0, 400));
+        assert_eq!(run(&s), "");
+    }
+
+    #[test]
+    fn peak_picks_largest() {
+        assert_eq!(peak(&[1.0, 3.0, 2.0]), Some((1, 3.0)));
+        assert_eq!(peak(&[]), None);
+        assert_eq!(key_frequencies('x'), None);
+    }
+}
