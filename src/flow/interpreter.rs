@@ -265,6 +265,10 @@ pub struct Interpreter {
     entry: String,
     tries: u32,
     silences: u32,
+    /// A collect just completed by reaching its maximum length: a `#` the
+    /// caller adds out of habit right after is swallowed, not taken as the
+    /// (empty) answer to the next prompt.
+    swallow: Option<char>,
     rejections: u32,
     last_repeatable: Option<StateId>,
     id: Option<IdNumber>,
@@ -307,6 +311,7 @@ impl Interpreter {
             entry: String::new(),
             tries: 0,
             silences: 0,
+            swallow: None,
             rejections: 0,
             last_repeatable: None,
             id: None,
@@ -659,6 +664,9 @@ impl Interpreter {
 
     /// A key for the waiting menu or collect.
     fn input_key(&mut self, now: Instant, c: char) {
+        if self.swallow.take() == Some(c) {
+            return;
+        }
         let plan = Arc::clone(&self.plan);
         match plan.state(self.current).map(|s| &s.kind) {
             Some(StateKind::Menu(m)) => {
@@ -690,6 +698,7 @@ impl Interpreter {
             if self.entry.len().checked_add(1) == Some(max) {
                 self.entry.push('X');
                 self.finish_collect(now);
+                self.swallow = col.terminator;
             } else {
                 self.fail(now, Failure::Invalid);
             }
@@ -697,6 +706,7 @@ impl Interpreter {
             self.entry.push(c);
             if self.entry.len() >= max {
                 self.finish_collect(now);
+                self.swallow = col.terminator;
             } else {
                 self.wait = Wait::Input {
                     deadline: now + ms(col.retry.inter_digit_timeout_ms),
