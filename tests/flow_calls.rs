@@ -1,0 +1,869 @@
+//! Whole calls through the flow interpreter on virtual time, with a scripted
+//! caller, against `dialplans/12333.toml`. Each test asserts the exact
+//! prompt ids the caller hears.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ivr12333::domain::{
+    AccountSummary, AuthOutcome, Fen, Insurance, InsuranceStatus, MedicalRecord, PensionRecord,
+    StatusRecord, YearMonth,
+};
+use ivr12333::flow::dialplan::{builtin_prompts, parse_dialplan};
+use ivr12333::flow::{
+    FlowAction, FlowConfig, FlowEvent, Interpreter, LedgerUnavailable, PlayItem, Speller,
+};
+use ivr12333::say::{SayError, SayOptions, Seg};
+
+// ---------------------------------------------------------------------------
+// A fake speller: digit by digit, so tests do not depend on the real one.
+
+const N: [&str; 10] = [
+    "n_0", "n_1", "n_2", "n_3", "n_4", "n_5", "n_6", "n_7", "n_8", "n_9",
+];
+
+fn digit_segs(n: u64, out: &mut Vec<Seg>) {
+    for b in n.to_string().bytes() {
+        out.push(Seg::Prompt(N[usize::from(b - b'0')]));
+    }
+}
+
+fn fake_amount(f: Fen, _: &SayOptions) -> Result<Vec<Seg>, SayError> {
+    let mut v = Vec::new();
+    if f.0 < 0 {
+        v.push(Seg::Prompt("m_fu"));
+    }
+    digit_segs(f.0.unsigned_abs(), &mut v);
+    v.push(Seg::Prompt("m_yuan"));
+    Ok(v)
+}
+
+fn fake_count(n: u64) -> Vec<Seg> {
+    let mut v = Vec::new();
+    digit_segs(n, &mut v);
+    v
+}
+
+fn fake_year_month(ym: YearMonth) -> Vec<Seg> {
+    let mut v = Vec::new();
+    digit_segs(u64::from(ym.year), &mut v);
+    v.push(Seg::Prompt("d_nian"));
+    v.push(Seg::Pause(50));
+    digit_segs(u64::from(ym.month), &mut v);
+    v.push(Seg::Prompt("d_yue"));
+    v
+}
+
+// ---------------------------------------------------------------------------
+// Fixtures.
+
+/// 2026-11-27 (a Friday) 10:00 in UTC+8.
+const IN_HOURS: i64 = 1_795_737_600 + 2 * 3600;
+/// 2026-11-27 20:00 in UTC+8.
+const OFF_HOURS: i64 = 1_795_737_600 + 12 * 3600;
+
+const ID: &str = "310104198507151239";
+const PIN: &str = "864209";
+
+fn summary() -> AccountSummary {
+    AccountSummary {
+        pension: Some(PensionRecord {
+            balance: Fen(1_234_567),
+            months_contributed: 157,
+            last_paid: YearMonth::new(2026, 9),
+        }),
+        medical: Some(MedicalRecord {
+            balance: Fen(56_789),
+        }),
+        unemployment: StatusRecord {
+            status: InsuranceStatus::Active,
+            last_paid: YearMonth::new(2026, 9),
+        },
+        work_injury: StatusRecord {
+            status: InsuranceStatus::Suspended,
+            last_paid: None,
+        },
+        maternity: StatusRecord {
+            status: InsuranceStatus::None,
+            last_paid: None,
+        },
+        data_as_of: YearMonth::new(2026, 10).unwrap(),
+    }
+}
+
+fn verified() -> FlowEvent {
+    FlowEvent::Auth(Ok(AuthOutcome::Verified(Box::new(summary()))))
+}
+
+fn plan() -> Arc<ivr12333::flow::Dialplan> {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dialplans/12333.toml"))
+        .unwrap();
+    Arc::new(parse_dialplan("12333.toml", &src, &builtin_prompts()).unwrap())
+}
+
+fn config() -> FlowConfig {
+    FlowConfig {
+        speller: Speller {
+            amount: fake_amount,
+            count: fake_count,
+            year_month: fake_year_month,
+        },
+        ..FlowConfig::default()
+    }
+}
+
+/// The scripted caller and the service on virtual time.
+struct Call {
+    it: Interpreter,
+    now: Instant,
+    /// Prompt ids heard (pauses left out), in order.
+    heard: Vec<String>,
+    /// Every action, in order.
+    actions: Vec<FlowAction>,
+    playing: Option<u64>,
+}
+
+impl Call {
+    fn with(cfg: FlowConfig, wall: i64) -> Call {
+        let now = Instant::now();
+        let mut it = Interpreter::new(plan(), Arc::new(cfg), now, wall);
+        it.start(now);
+        let mut c = Call {
+            it,
+            now,
+            heard: Vec::new(),
+            actions: Vec::new(),
+            playing: None,
+        };
+        c.drain();
+        c
+    }
+    fn new(wall: i64) -> Call {
+        Call::with(config(), wall)
+    }
+
+    fn drain(&mut self) {
+        while let Some(a) = self.it.poll_action() {
+            match &a {
+                FlowAction::Play { token, items, .. } => {
+                    self.playing = Some(*token);
+                    for i in items {
+                        if let PlayItem::Prompt(p) = i {
+                            self.heard.push(p.to_string());
+                        }
+                    }
+                }
+                FlowAction::StopPlayback => self.playing = None,
+                _ => {}
+            }
+            self.actions.push(a);
+        }
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now += Duration::from_millis(ms);
+    }
+
+    /// The current prompt plays to its end.
+    fn done(&mut self) {
+        let token = self.playing.take().expect("a prompt is playing");
+        self.advance(3000);
+        self.it
+            .handle_event(self.now, FlowEvent::PlaybackDone { token });
+        self.drain();
+    }
+
+    fn press(&mut self, keys: &str) {
+        for c in keys.chars() {
+            self.advance(250);
+            self.it.handle_event(self.now, FlowEvent::Digit(c));
+            self.drain();
+        }
+    }
+
+    /// The caller says nothing until the next timeout.
+    fn silence(&mut self) {
+        let t = self.it.poll_timeout().expect("a timeout is armed");
+        assert!(t > self.now);
+        self.now = t;
+        self.it.handle_timeout(self.now);
+        self.drain();
+    }
+
+    fn event(&mut self, ev: FlowEvent) {
+        self.advance(100);
+        self.it.handle_event(self.now, ev);
+        self.drain();
+    }
+
+    /// Takes what was heard so far.
+    fn heard(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.heard)
+    }
+
+    fn last_action(&self) -> Option<&FlowAction> {
+        self.actions.last()
+    }
+
+    /// From the start to the insurance menu (prompt finished).
+    fn to_insurance_menu(wall: i64) -> Call {
+        let mut c = Call::new(wall);
+        c.done(); // welcome + notice
+        c.done(); // main menu
+        c.press("1");
+        c.done(); // enter_id
+        c.press(ID);
+        c.done(); // enter_pin
+        c.press(PIN);
+        assert!(matches!(
+            c.last_action(),
+            Some(FlowAction::Authenticate { .. })
+        ));
+        c.event(verified());
+        c.done(); // insurance_menu
+        c.heard();
+        c
+    }
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+const PENSION: &[&str] = &[
+    "pension_balance",
+    "n_1",
+    "n_2",
+    "n_3",
+    "n_4",
+    "n_5",
+    "n_6",
+    "n_7",
+    "m_yuan",
+    "pension_months",
+    "n_1",
+    "n_5",
+    "n_7",
+    "c_geyue",
+    "last_paid",
+    "n_2",
+    "n_0",
+    "n_2",
+    "n_6",
+    "d_nian",
+    "n_9",
+    "d_yue",
+    "data_as_of",
+    "n_2",
+    "n_0",
+    "n_2",
+    "n_6",
+    "d_nian",
+    "n_1",
+    "n_0",
+    "d_yue",
+];
+
+// ---------------------------------------------------------------------------
+
+#[test]
+fn pension_query_whole_call_then_two_silences_goodbye() {
+    let mut c = Call::new(OFF_HOURS);
+    assert_eq!(c.heard(), s(&["welcome", "notice_24h"]));
+    // Timeouts run from the end of the prompt, not while it plays.
+    assert_eq!(c.it.poll_timeout(), None);
+    c.done();
+    assert_eq!(c.heard(), s(&["main_menu"]));
+    c.done();
+    assert_eq!(c.it.poll_timeout(), Some(c.now + Duration::from_secs(6)));
+    c.press("1");
+    assert_eq!(c.heard(), s(&["enter_id"]));
+    c.done();
+    c.press(ID);
+    assert_eq!(c.heard(), s(&["enter_pin"]));
+    c.done();
+    c.press(PIN);
+    match c.last_action() {
+        Some(FlowAction::Authenticate { id, pin }) => {
+            assert_eq!(id.expose(), ID);
+            assert_eq!(pin.expose(), PIN);
+        }
+        other => panic!("expected Authenticate, got {other:?}"),
+    }
+    c.event(verified());
+    assert_eq!(c.heard(), s(&["insurance_menu"]));
+    c.done();
+    c.press("1");
+    assert!(c.actions.contains(&FlowAction::Audit {
+        insurance: Insurance::Pension
+    }));
+    assert_eq!(c.heard(), s(PENSION));
+    c.done();
+    assert_eq!(c.heard(), s(&["after_menu"]));
+    c.done();
+    c.silence();
+    assert_eq!(c.heard(), s(&["no_input", "after_menu"]));
+    c.done();
+    c.silence();
+    assert_eq!(c.heard(), s(&["no_input"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["goodbye"]));
+    c.done();
+    assert_eq!(c.last_action(), Some(&FlowAction::Hangup));
+    assert!(c.it.is_finished());
+    let r = c.it.record();
+    assert_eq!(r.end_reason, "goodbye");
+    assert_eq!(r.menu_keys, "11");
+    assert_eq!(r.queries, vec![Insurance::Pension]);
+    assert!(r.prompts.contains(&"<amount>".to_owned()));
+    assert!(r.prompts.contains(&"<count>".to_owned()));
+    assert!(r.prompts.contains(&"<year_month>".to_owned()));
+    assert_eq!(
+        r.states,
+        s(&[
+            "welcome",
+            "main_menu",
+            "id_entry",
+            "pin_entry",
+            "auth",
+            "insurance_menu",
+            "pension",
+            "after_menu",
+            "goodbye"
+        ])
+    );
+}
+
+#[test]
+fn medical_then_another_insurance_statuses() {
+    let mut c = Call::to_insurance_menu(OFF_HOURS);
+    c.press("2");
+    assert_eq!(
+        c.heard(),
+        s(&[
+            "medical_balance",
+            "n_5",
+            "n_6",
+            "n_7",
+            "n_8",
+            "n_9",
+            "m_yuan",
+            "data_as_of",
+            "n_2",
+            "n_0",
+            "n_2",
+            "n_6",
+            "d_nian",
+            "n_1",
+            "n_0",
+            "d_yue"
+        ])
+    );
+    c.done();
+    c.done(); // after_menu
+    c.heard();
+    c.press("1"); // another insurance
+    assert_eq!(c.heard(), s(&["insurance_menu"]));
+    c.done();
+    c.press("3");
+    assert_eq!(
+        c.heard(),
+        s(&[
+            "unemployment",
+            "no_personal_account",
+            "status_active",
+            "last_paid",
+            "n_2",
+            "n_0",
+            "n_2",
+            "n_6",
+            "d_nian",
+            "n_9",
+            "d_yue"
+        ])
+    );
+    c.done();
+    c.done();
+    c.heard();
+    c.press("1");
+    c.done();
+    c.press("4");
+    // No last contribution: the month and its label are left out.
+    assert_eq!(
+        c.heard(),
+        s(&[
+            "insurance_menu",
+            "work_injury",
+            "no_personal_account",
+            "status_suspended"
+        ])
+    );
+    c.done();
+    c.done();
+    c.heard();
+    c.press("1");
+    c.done();
+    c.press("5");
+    assert_eq!(
+        c.heard(),
+        s(&[
+            "insurance_menu",
+            "maternity",
+            "no_personal_account",
+            "status_none"
+        ])
+    );
+    let q = c.it.record().queries;
+    assert_eq!(
+        q,
+        vec![
+            Insurance::Medical,
+            Insurance::Unemployment,
+            Insurance::WorkInjury,
+            Insurance::Maternity
+        ]
+    );
+}
+
+#[test]
+fn wrong_id_check_digit_is_caught_before_the_ledger() {
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    c.done();
+    c.heard();
+    c.press("110105194912310021"); // check character should be X
+    assert_eq!(c.heard(), s(&["id_invalid", "enter_id"]));
+    assert!(
+        !c.actions
+            .iter()
+            .any(|a| matches!(a, FlowAction::Authenticate { .. }))
+    );
+    c.done();
+    c.press(ID);
+    assert_eq!(c.heard(), s(&["enter_pin"]));
+}
+
+#[test]
+fn star_means_x_only_as_the_18th_character() {
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    c.done();
+    c.heard();
+    // `*` in the 5th place is invalid at once.
+    c.press("1101*");
+    assert_eq!(c.heard(), s(&["id_invalid", "enter_id"]));
+    c.done();
+    // 17 digits then `*` = X completes the 18 characters.
+    c.press("11010519491231002*");
+    assert_eq!(c.heard(), s(&["enter_pin"]));
+    c.done();
+    c.press(PIN);
+    match c.last_action() {
+        Some(FlowAction::Authenticate { id, .. }) => assert_eq!(id.expose(), "11010519491231002X"),
+        other => panic!("expected Authenticate, got {other:?}"),
+    }
+}
+
+#[test]
+fn id_ended_early_by_hash_or_inter_digit_timeout_is_invalid() {
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    c.done();
+    c.heard();
+    c.press("3101041985#");
+    assert_eq!(c.heard(), s(&["id_invalid", "enter_id"]));
+    c.done();
+    c.press("31010419");
+    // The inter-digit timeout (4 s) ends the entry.
+    assert_eq!(c.it.poll_timeout(), Some(c.now + Duration::from_secs(4)));
+    c.silence();
+    assert_eq!(c.heard(), s(&["id_invalid", "enter_id"]));
+    c.done();
+    // Third failure: goodbye out of hours.
+    c.press("1#");
+    assert_eq!(c.heard(), s(&["id_invalid"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["goodbye"]));
+}
+
+fn to_auth(c: &mut Call) {
+    c.done();
+    c.press(ID);
+    c.done();
+    c.press(PIN);
+    assert!(matches!(
+        c.last_action(),
+        Some(FlowAction::Authenticate { .. })
+    ));
+}
+
+#[test]
+fn unknown_id_and_wrong_pin_sound_the_same_and_three_end_the_attempt() {
+    for wall in [OFF_HOURS, IN_HOURS] {
+        let mut c = Call::new(wall);
+        c.done();
+        c.done();
+        c.press("1");
+        let mut rounds = Vec::new();
+        for _ in 0..3 {
+            to_auth(&mut c);
+            c.heard();
+            c.event(FlowEvent::Auth(Ok(AuthOutcome::Rejected)));
+            rounds.push(c.heard());
+        }
+        assert_eq!(rounds[0], s(&["auth_failed"]));
+        assert_eq!(rounds[1], rounds[0]);
+        assert_eq!(rounds[2], rounds[0]);
+        c.done();
+        if wall == IN_HOURS {
+            assert_eq!(c.heard(), s(&["transfer_agent"]));
+            c.done();
+            assert_eq!(
+                c.last_action(),
+                Some(&FlowAction::Transfer {
+                    queue: "agents".into()
+                })
+            );
+            assert!(c.it.is_transferred());
+        } else {
+            assert_eq!(c.heard(), s(&["goodbye"]));
+            c.done();
+            assert!(c.it.is_finished());
+        }
+    }
+}
+
+#[test]
+fn account_locked_offers_agent_in_hours_else_goodbye() {
+    for (wall, then) in [(IN_HOURS, "transfer_agent"), (OFF_HOURS, "goodbye")] {
+        let mut c = Call::new(wall);
+        c.done();
+        c.done();
+        c.press("1");
+        to_auth(&mut c);
+        c.heard();
+        c.event(FlowEvent::Auth(Ok(AuthOutcome::Locked)));
+        assert_eq!(c.heard(), s(&["account_locked"]));
+        c.done();
+        assert_eq!(c.heard(), s(&[then]));
+    }
+}
+
+#[test]
+fn ledger_down_says_system_busy() {
+    let mut c = Call::new(IN_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    to_auth(&mut c);
+    c.heard();
+    c.event(FlowEvent::Auth(Err(LedgerUnavailable)));
+    assert_eq!(c.heard(), s(&["system_busy"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["transfer_agent"]));
+
+    // No answer at all: the auth timeout counts as unavailable.
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    to_auth(&mut c);
+    c.heard();
+    c.silence();
+    assert_eq!(c.heard(), s(&["system_busy"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["goodbye"]));
+}
+
+#[test]
+fn silence_everywhere_replays_then_goodbye() {
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.heard();
+    c.done();
+    c.silence();
+    assert_eq!(c.heard(), s(&["no_input", "main_menu"]));
+    c.done();
+    c.silence();
+    assert_eq!(c.heard(), s(&["no_input", "main_menu"]));
+    c.done();
+    c.silence();
+    assert_eq!(c.heard(), s(&["no_input"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["goodbye"]));
+    c.done();
+    assert!(c.it.is_finished());
+    assert_eq!(c.it.poll_timeout(), None);
+}
+
+#[test]
+fn invalid_menu_key_says_input_error_and_replays() {
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.heard();
+    c.press("7");
+    assert_eq!(c.heard(), s(&["input_error", "main_menu"]));
+    c.done();
+    c.press("1");
+    assert_eq!(c.heard(), s(&["enter_id"]));
+    assert_eq!(c.it.record().menu_keys, "71");
+}
+
+#[test]
+fn barge_in_stops_the_menu_and_the_key_counts() {
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    assert_eq!(c.heard(), s(&["welcome", "notice_24h", "main_menu"]));
+    // Key during the main menu prompt.
+    c.press("1");
+    let n = c.actions.len();
+    assert_eq!(c.actions[n - 2], FlowAction::StopPlayback);
+    assert_eq!(c.heard(), s(&["enter_id"]));
+}
+
+#[test]
+fn type_ahead_during_welcome_skips_to_the_keyed_choice() {
+    let mut c = Call::new(OFF_HOURS);
+    c.heard();
+    c.press("1");
+    // welcome stops, main menu is not played: the buffered 1 chose already.
+    assert_eq!(c.heard(), s(&["enter_id"]));
+    assert_eq!(c.it.record().menu_keys, "1");
+}
+
+#[test]
+fn type_ahead_of_a_whole_id_and_pin_during_enter_id() {
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    c.heard();
+    // The whole ID (ended with #) and the PIN keyed while enter_id plays.
+    c.press(&format!("{ID}#{PIN}"));
+    // enter_pin starts once the 18th character completes the ID; the `#`
+    // keyed out of habit right after stops it and is not taken as an empty PIN.
+    assert_eq!(c.heard(), s(&["enter_pin"]));
+    let stops = c
+        .actions
+        .iter()
+        .filter(|a| **a == FlowAction::StopPlayback)
+        .count();
+    assert_eq!(stops, 2);
+    assert!(matches!(
+        c.last_action(),
+        Some(FlowAction::Authenticate { .. })
+    ));
+    // Keys while the ledger answers are kept too.
+    c.press("1");
+    c.event(verified());
+    assert_eq!(c.heard(), s(PENSION));
+}
+
+#[test]
+fn repeat_and_back() {
+    let mut c = Call::to_insurance_menu(OFF_HOURS);
+    c.press("1");
+    c.done();
+    c.done();
+    c.heard();
+    c.press("2"); // repeat
+    assert_eq!(c.heard(), s(PENSION));
+    c.done();
+    c.done();
+    c.press("1");
+    c.done();
+    c.heard();
+    c.press("*"); // back to the main menu
+    assert_eq!(c.heard(), s(&["main_menu"]));
+    let audits = c
+        .actions
+        .iter()
+        .filter(|a| matches!(a, FlowAction::Audit { .. }))
+        .count();
+    assert_eq!(audits, 2);
+}
+
+#[test]
+fn agent_in_hours_transfers_and_out_of_hours_returns_to_menu() {
+    let mut c = Call::new(IN_HOURS);
+    c.done();
+    c.done();
+    c.heard();
+    c.press("0");
+    assert_eq!(c.heard(), s(&["transfer_agent"]));
+    c.done();
+    assert_eq!(
+        c.last_action(),
+        Some(&FlowAction::Transfer {
+            queue: "agents".into()
+        })
+    );
+    assert_eq!(c.it.record().end_reason, "transfer");
+
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.heard();
+    c.press("0");
+    assert_eq!(c.heard(), s(&["off_hours"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["main_menu"]));
+
+    // 0 from the insurance menu too.
+    let mut c = Call::to_insurance_menu(IN_HOURS);
+    c.press("0");
+    assert_eq!(c.heard(), s(&["transfer_agent"]));
+}
+
+#[test]
+fn card_loss_and_policy_go_to_an_agent() {
+    for (key, prompt) in [("2", "card_loss"), ("3", "policy")] {
+        let mut c = Call::new(IN_HOURS);
+        c.done();
+        c.done();
+        c.heard();
+        c.press(key);
+        assert_eq!(c.heard(), s(&[prompt]));
+        c.done();
+        assert_eq!(c.heard(), s(&["transfer_agent"]));
+    }
+}
+
+#[test]
+fn transfer_failure_says_agents_busy_then_goodbye() {
+    let mut c = Call::new(IN_HOURS);
+    c.done();
+    c.done();
+    c.press("0");
+    c.done();
+    c.heard();
+    c.event(FlowEvent::TransferFailed);
+    assert_eq!(c.heard(), s(&["agents_busy"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["goodbye"]));
+    c.done();
+    assert_eq!(c.last_action(), Some(&FlowAction::Hangup));
+    assert_eq!(c.it.record().end_reason, "goodbye");
+}
+
+#[test]
+fn hangup_mid_prompt_finishes_with_no_further_actions() {
+    let mut c = Call::new(OFF_HOURS);
+    c.event(FlowEvent::Hangup);
+    assert!(c.it.is_finished());
+    let n = c.actions.len();
+    let token = 1;
+    c.event(FlowEvent::PlaybackDone { token });
+    c.press("1");
+    c.event(verified());
+    c.it.handle_timeout(c.now + Duration::from_secs(60));
+    c.drain();
+    assert_eq!(c.actions.len(), n);
+    assert_eq!(c.it.poll_timeout(), None);
+    assert_eq!(c.it.record().end_reason, "caller_hangup");
+}
+
+#[test]
+fn no_record_offers_the_after_menu() {
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    to_auth(&mut c);
+    let mut sum = summary();
+    sum.pension = None;
+    c.event(FlowEvent::Auth(Ok(AuthOutcome::Verified(Box::new(sum)))));
+    c.done();
+    c.heard();
+    c.press("1");
+    assert_eq!(c.heard(), s(&["no_record"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["after_menu"]));
+    assert!(c.it.record().queries.is_empty());
+}
+
+#[test]
+fn negative_balance_is_read_with_fu_and_flagged() {
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    to_auth(&mut c);
+    let mut sum = summary();
+    sum.medical = Some(MedicalRecord {
+        balance: Fen(-3520),
+    });
+    c.event(FlowEvent::Auth(Ok(AuthOutcome::Verified(Box::new(sum)))));
+    c.done();
+    c.heard();
+    c.press("2");
+    let heard = c.heard();
+    assert_eq!(heard[..3], s(&["medical_balance", "m_fu", "n_3"])[..]);
+    assert!(c.actions.contains(&FlowAction::Anomaly {
+        insurance: Insurance::Medical
+    }));
+    assert!(c.it.record().anomaly);
+}
+
+#[test]
+fn pin_length_is_configurable() {
+    let cfg = FlowConfig {
+        pin_min_len: 6,
+        pin_max_len: 8,
+        ..config()
+    };
+    let mut c = Call::with(cfg, OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    c.done();
+    c.press(ID);
+    c.done();
+    c.heard();
+    // 5 digits is too short.
+    c.press("12345#");
+    assert_eq!(c.heard(), s(&["input_error", "enter_pin"]));
+    c.done();
+    c.press("1234567#");
+    match c.last_action() {
+        Some(FlowAction::Authenticate { pin, .. }) => assert_eq!(pin.expose(), "1234567"),
+        other => panic!("expected Authenticate, got {other:?}"),
+    }
+}
+
+#[test]
+fn privacy_no_id_pin_or_balance_in_records_or_action_debug() {
+    let mut c = Call::to_insurance_menu(OFF_HOURS);
+    c.press("1");
+    c.done();
+    c.done();
+    c.press("1");
+    c.done();
+    c.press("2");
+    let rec = c.it.record();
+    let dumps = [
+        format!("{rec:?}"),
+        serde_json::to_string(&rec).unwrap(),
+        format!("{:?}", c.actions),
+        format!("{:?}", c.it),
+    ];
+    for d in &dumps {
+        for secret in [ID, PIN, "1234567", "12345", "56789", "567.89", "157"] {
+            assert!(!d.contains(secret), "{secret} leaked");
+        }
+        // The digits of the ID and PIN never reach the recorded menu keys.
+        assert!(!d.contains("864"));
+    }
+    assert_eq!(rec.menu_keys, "1112");
+    // The CDR gets the same data.
+    let mut cdr = ivr12333::domain::CallRecord::default();
+    rec.fill(&mut cdr);
+    assert_eq!(cdr.prompts, rec.prompts);
+}
