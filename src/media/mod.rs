@@ -2,3 +2,4 @@
 
 pub mod clip;
 pub mod g711;
+pub mod prompts;
