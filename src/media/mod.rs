@@ -5,6 +5,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod inband;
 pub mod player;
+pub mod prompts;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
