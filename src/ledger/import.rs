@@ -436,7 +436,10 @@ macro_rules! write_batch_body {
 
 pub(crate) async fn write_batch(l: &Ledger, rows: &[Prepared]) -> Result<(u64, u64), LedgerError> {
     // A whole batch gets more time than a single call-path query.
-    let limit = l.config().query_timeout.max(std::time::Duration::from_secs(60));
+    let limit = l
+        .config()
+        .query_timeout
+        .max(std::time::Duration::from_secs(60));
     let fut = async {
         match l.db() {
             super::db::Db::Sqlite(p) => write_batch_body!(p, sqlx::Sqlite, rows),
@@ -492,7 +495,10 @@ fn produce(
         batch.push(row);
         if batch.len() == BATCH {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            if tx.blocking_send(hash_batch(&hasher, full, threads)?).is_err() {
+            if tx
+                .blocking_send(hash_batch(&hasher, full, threads)?)
+                .is_err()
+            {
                 return Ok(()); // writer gave up; its error wins
             }
         }
@@ -585,7 +591,8 @@ pub fn write_rejects(path: &Path, rejects: &[RejectedRow]) -> Result<(), LedgerE
     let mut w = csv::Writer::from_path(path)
         .map_err(|e| LedgerError::Invalid(format!("cannot write {}: {e}", path.display())))?;
     let io = |e: csv::Error| LedgerError::Invalid(format!("cannot write rejects: {e}"));
-    w.write_record(["line", "id_masked", "reason"]).map_err(io)?;
+    w.write_record(["line", "id_masked", "reason"])
+        .map_err(io)?;
     for r in rejects {
         w.write_record([r.line.to_string().as_str(), &r.id_masked, &r.reason])
             .map_err(io)?;

@@ -453,8 +453,7 @@ impl Ledger {
 
     async fn load_summary(&self, id: &IdNumber) -> Result<Option<AccountSummary>, LedgerError> {
         let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM account a WHERE a.id_number = $1");
-        let row: Option<AccountRow> =
-            with_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+        let row: Option<AccountRow> = with_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(id.expose())
                 .fetch_optional(p))?;
         row.map(|r| r.summary()).transpose()
