@@ -1,0 +1,141 @@
+//! Per-account PIN lockout (DOMAIN.md, "PIN and lockout"): N failures
+//! (default 5) within a window (default 24 h) lock the account for a
+//! configured time (default 24 h).
+//!
+//! The counter lives in the database and is advanced by one conditional
+//! `UPDATE ... RETURNING`: the row is updated only while it is not locked,
+//! and the new count and the lock are computed from the row's current
+//! values in the same statement. PostgreSQL re-evaluates the `WHERE` of a
+//! waiting `UPDATE` against the row version it finally locks (READ
+//! COMMITTED), SQLite has a single writer: either way concurrent calls, or
+//! several nodes, can never push the count past N nor lock twice.
+
+use super::{Ledger, LedgerError, ms};
+use crate::domain::IdNumber;
+
+/// What `authenticate` needs to know before verifying.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AuthRow {
+    pub pin_hash: Option<String>,
+    pub status: String,
+    pub locked_until: Option<i64>,
+}
+
+/// Result of counting one failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Counted, still below the limit.
+    Counted,
+    /// This failure reached the limit and set the lock.
+    JustLocked,
+    /// The account was locked meanwhile (nothing counted).
+    AlreadyLocked,
+}
+
+/// Lock state of one account, for admin tools and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockStatus {
+    /// Failures in the current window.
+    pub failures: u32,
+    /// Unix ms until which the account is locked (may be in the past).
+    pub locked_until_ms: Option<i64>,
+}
+
+pub(crate) async fn load(l: &Ledger, id: &IdNumber) -> Result<Option<AuthRow>, LedgerError> {
+    with_db!(l, p => sqlx::query_as(
+        "SELECT pin_hash, status, locked_until FROM person WHERE id_number = $1",
+    )
+    .bind(id.expose())
+    .fetch_optional(p))
+}
+
+/// A correct PIN before the lock: clear the counter. Returns false if the
+/// account got locked in the meantime (then the caller gets `Locked`).
+pub(crate) async fn reset_on_success(
+    l: &Ledger,
+    id: &IdNumber,
+    now_ms: i64,
+) -> Result<bool, LedgerError> {
+    let n = with_db!(l, p => async {
+        sqlx::query(
+            "UPDATE person SET fail_count = 0, fail_window_start = NULL, locked_until = NULL \
+             WHERE id_number = $1 AND (locked_until IS NULL OR locked_until <= $2)",
+        )
+        .bind(id.expose())
+        .bind(now_ms)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(n == 1)
+}
+
+/// Counts one wrong PIN atomically. A new window starts when there is none,
+/// when the old one is older than `failure_window`, or after an expired
+/// lock.
+pub(crate) async fn record_failure(
+    l: &Ledger,
+    id: &IdNumber,
+    now_ms: i64,
+) -> Result<Failure, LedgerError> {
+    let cfg = l.config();
+    let window = ms(cfg.failure_window);
+    let lock = ms(cfg.lock_duration);
+    let max = i64::from(cfg.max_failures);
+    let row: Option<(i64, Option<i64>)> = with_db!(l, p => sqlx::query_as(
+        "UPDATE person SET \
+           fail_count = CASE WHEN fail_window_start IS NULL OR fail_window_start <= $2 - $3 \
+                              OR locked_until IS NOT NULL THEN 1 ELSE fail_count + 1 END, \
+           fail_window_start = CASE WHEN fail_window_start IS NULL OR fail_window_start <= $2 - $3 \
+                              OR locked_until IS NOT NULL THEN $2 ELSE fail_window_start END, \
+           locked_until = CASE WHEN (CASE WHEN fail_window_start IS NULL \
+                              OR fail_window_start <= $2 - $3 OR locked_until IS NOT NULL \
+                              THEN 1 ELSE fail_count + 1 END) >= $4 THEN $2 + $5 ELSE NULL END \
+         WHERE id_number = $1 AND (locked_until IS NULL OR locked_until <= $2) \
+         RETURNING fail_count, locked_until",
+    )
+    .bind(id.expose())
+    .bind(now_ms)
+    .bind(window)
+    .bind(max)
+    .bind(lock)
+    .fetch_optional(p))?;
+    Ok(match row {
+        None => Failure::AlreadyLocked,
+        Some((_, Some(_))) => Failure::JustLocked,
+        Some((_, None)) => Failure::Counted,
+    })
+}
+
+/// Clears counter and lock (`ledger unlock`).
+pub(crate) async fn unlock(l: &Ledger, id: &IdNumber) -> Result<(), LedgerError> {
+    let n = with_db!(l, p => async {
+        sqlx::query(
+            "UPDATE person SET fail_count = 0, fail_window_start = NULL, locked_until = NULL \
+             WHERE id_number = $1",
+        )
+        .bind(id.expose())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    if n == 0 {
+        return Err(LedgerError::NotFound);
+    }
+    Ok(())
+}
+
+impl Ledger {
+    /// The failure counter and lock of an account (`None`: no such ID).
+    pub async fn lock_status(&self, id: &IdNumber) -> Result<Option<LockStatus>, LedgerError> {
+        let row: Option<(i64, Option<i64>)> = with_db!(self, p => sqlx::query_as(
+            "SELECT fail_count, locked_until FROM person WHERE id_number = $1",
+        )
+        .bind(id.expose())
+        .fetch_optional(p))?;
+        Ok(row.map(|(n, until)| LockStatus {
+            failures: u32::try_from(n).unwrap_or(u32::MAX),
+            locked_until_ms: until,
+        }))
+    }
+}
