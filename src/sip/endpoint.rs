@@ -1,0 +1,1461 @@
+//! The user-agent server core: RFC 3261 §8.2 (UAS), §9.2 (CANCEL), §12
+//! (dialogs), §13.3 (answering INVITE, 2xx retransmission), §14 (re-INVITE,
+//! 491 glare), §15 (BYE) on top of the §17 transactions, plus RFC 3581
+//! response routing, RFC 6026 Accepted state and admission control.
+//!
+//! Sans-IO (quinn/str0m style): [`Endpoint::handle_input`] takes one
+//! complete message with its transport and source, `handle_timeout(now)`
+//! runs timers, and the runtime drains [`Endpoint::poll_transmit`],
+//! [`Endpoint::poll_event`] and sleeps until [`Endpoint::poll_timeout`]. The
+//! endpoint never reads the clock and never panics on input; calls that end
+//! for any reason produce exactly one [`SipEvent::CallEnded`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::admission::{Admission, Cidr};
+use super::dialog::Dialog;
+use super::dtmf_info::{InfoDtmfError, parse_info_dtmf};
+use super::message::{ResponseSpec, Via, build_response, parse_cseq, udp_response_dest, uri_user};
+use super::timers::TimerConfig;
+use super::transaction::{
+    InviteServer, InviteServerState, NonInviteClient, NonInviteServer, TxOutput,
+};
+use super::validate::{self, ALLOW, Request};
+use super::wire::{self, Message, Parsed, WireLimits};
+
+/// A TCP connection, numbered by the runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// How a message arrived / must leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp(ConnId),
+}
+
+impl Transport {
+    fn reliable(self) -> bool {
+        matches!(self, Transport::Tcp(_))
+    }
+}
+
+/// Bytes to put on the wire. For `Tcp(conn)` the runtime writes them on
+/// that connection (`dest` is its peer address).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub transport: Transport,
+    pub dest: SocketAddr,
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transmit")
+            .field("transport", &self.transport)
+            .field("dest", &self.dest)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// One call (one INVITE dialog) as the application sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallHandle(pub u64);
+
+/// Endpoint settings. `Default` gives RFC timer values and open admission.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// For Via/Contact of what we send.
+    pub local_addr: SocketAddr,
+    /// Sent as Server (responses) and User-Agent (requests).
+    pub user_agent: String,
+    /// CIDRs allowed to place calls; empty = everyone.
+    pub allow_from: Vec<String>,
+    /// Concurrent calls before new INVITEs get 503.
+    pub max_calls: usize,
+    /// New calls admitted per second (0 = no limit).
+    pub max_calls_per_second: u32,
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+    pub limits: WireLimits,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            local_addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            user_agent: "ivr12333".to_owned(),
+            allow_from: Vec::new(),
+            max_calls: 2000,
+            max_calls_per_second: 100,
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            limits: WireLimits::default(),
+        }
+    }
+}
+
+impl EndpointConfig {
+    /// Checks the settings; the error names the offending setting.
+    pub fn validate(&self) -> Result<(), String> {
+        for c in &self.allow_from {
+            Cidr::parse(c)?;
+        }
+        if self.t1.is_zero() || self.t2 < self.t1 || self.t4.is_zero() {
+            return Err("timers: need 0 < T1 <= T2 and T4 > 0".to_owned());
+        }
+        if self.user_agent.contains(['\r', '\n']) {
+            return Err("user_agent must be one line".to_owned());
+        }
+        if self.limits.max_message_bytes < 512
+            || self.limits.max_headers < 8
+            || self.limits.max_line_len < 128
+        {
+            return Err("limits too small for any SIP message".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The caller sent BYE.
+    RemoteBye,
+    /// We hung up (BYE answered or timed out).
+    LocalBye,
+    /// The caller cancelled before we answered (CANCEL → 487).
+    Cancelled,
+    /// We (or the application) rejected the INVITE with this status.
+    Rejected(u16),
+    /// Our 2xx was never ACKed within 64·T1: BYE sent.
+    AckTimeout,
+    /// The TCP connection of the call closed when we needed to send.
+    TransportError,
+}
+
+/// What the application learns.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SipEvent {
+    IncomingCall {
+        call: CallHandle,
+        call_id: String,
+        from_user: String,
+        to_user: String,
+        remote: SocketAddr,
+        transport: Transport,
+        /// None = late offer (the SDP offer will come in our 200, answer in ACK).
+        offer: Option<Vec<u8>>,
+    },
+    /// ACK received (sdp = answer carried in the ACK for a late offer).
+    CallConfirmed {
+        call: CallHandle,
+        sdp: Option<Vec<u8>>,
+    },
+    ReInvite {
+        call: CallHandle,
+        offer: Option<Vec<u8>>,
+    },
+    /// A key from an INFO request. The digit is personal data: Debug hides it.
+    Dtmf {
+        call: CallHandle,
+        digit: char,
+        duration_ms: Option<u32>,
+    },
+    /// Exactly once per call, on every exit path.
+    CallEnded { call: CallHandle, reason: EndReason },
+}
+
+impl fmt::Debug for SipEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SipEvent::IncomingCall {
+                call,
+                call_id,
+                remote,
+                transport,
+                offer,
+                ..
+            } => f
+                .debug_struct("IncomingCall")
+                .field("call", call)
+                .field("call_id", call_id)
+                .field("remote", remote)
+                .field("transport", transport)
+                .field("offer_len", &offer.as_ref().map(Vec::len))
+                .finish_non_exhaustive(),
+            SipEvent::CallConfirmed { call, sdp } => f
+                .debug_struct("CallConfirmed")
+                .field("call", call)
+                .field("sdp_len", &sdp.as_ref().map(Vec::len))
+                .finish(),
+            SipEvent::ReInvite { call, offer } => f
+                .debug_struct("ReInvite")
+                .field("call", call)
+                .field("offer_len", &offer.as_ref().map(Vec::len))
+                .finish(),
+            SipEvent::Dtmf {
+                call, duration_ms, ..
+            } => f
+                .debug_struct("Dtmf")
+                .field("call", call)
+                .field("digit", &"<redacted>")
+                .field("duration_ms", duration_ms)
+                .finish(),
+            SipEvent::CallEnded { call, reason } => f
+                .debug_struct("CallEnded")
+                .field("call", call)
+                .field("reason", reason)
+                .finish(),
+        }
+    }
+}
+
+enum ServerKind {
+    Invite(InviteServer),
+    NonInvite(NonInviteServer),
+}
+
+struct ServerTx {
+    kind: ServerKind,
+    transport: Transport,
+    dest: SocketAddr,
+    merge_key: Option<String>,
+}
+
+impl ServerTx {
+    fn is_terminated(&self) -> bool {
+        match &self.kind {
+            ServerKind::Invite(t) => t.is_terminated(),
+            ServerKind::NonInvite(t) => t.is_terminated(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match &self.kind {
+            ServerKind::Invite(t) => t.poll_timeout(),
+            ServerKind::NonInvite(t) => t.poll_timeout(),
+        }
+    }
+}
+
+struct ClientTx {
+    tx: NonInviteClient,
+    transport: Transport,
+    dest: SocketAddr,
+    /// The call waiting for this BYE's outcome, if any.
+    call: Option<CallHandle>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    /// INVITE received, no final response yet.
+    Early,
+    /// 2xx sent, waiting for the ACK.
+    WaitAck,
+    Confirmed,
+    /// Our BYE is in flight.
+    Terminating,
+}
+
+/// §13.3.1.4: the UAS core retransmits its 2xx until the ACK, over every
+/// transport, T1 doubling to T2, giving up after 64·T1.
+struct OkRetransmit {
+    bytes: Vec<u8>,
+    cseq: u32,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
+}
+
+/// A re-INVITE received in a confirmed dialog.
+struct PendingReInvite {
+    tx_key: String,
+    request: Message,
+    src: SocketAddr,
+    answered: bool,
+}
+
+struct Call {
+    state: CallState,
+    dialog: Dialog,
+    transport: Transport,
+    /// Where the INVITE came from (fallback destination for requests).
+    remote: SocketAddr,
+    conn_closed: bool,
+    invite_tx: String,
+    invite: Message,
+    invite_src: SocketAddr,
+    ok_retx: Option<OkRetransmit>,
+    reinvite: Option<PendingReInvite>,
+    /// The app hung up before the ACK: BYE goes out once it arrives.
+    hangup_after_ack: bool,
+}
+
+/// The SIP user agent of the IVR. See the module docs.
+pub struct Endpoint {
+    cfg: EndpointConfig,
+    timers: TimerConfig,
+    admission: Admission,
+    next_handle: u64,
+    calls: HashMap<CallHandle, Call>,
+    dialogs: HashMap<(String, String), CallHandle>,
+    server_txs: HashMap<String, ServerTx>,
+    /// Which transaction owns each INVITE key's call (key → handle).
+    tx_calls: HashMap<String, CallHandle>,
+    merge_index: HashMap<String, String>,
+    client_txs: HashMap<String, ClientTx>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SipEvent>,
+    /// The latest `now` seen, for the one entry point without it
+    /// (`connection_closed`).
+    last_now: Option<Instant>,
+}
+
+fn random_token() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+impl Endpoint {
+    pub fn new(cfg: EndpointConfig) -> Endpoint {
+        let timers = TimerConfig {
+            t1: cfg.t1,
+            t2: cfg.t2,
+            t4: cfg.t4,
+        };
+        let admission = Admission::new(&cfg.allow_from, cfg.max_calls, cfg.max_calls_per_second);
+        Endpoint {
+            cfg,
+            timers,
+            admission,
+            next_handle: 1,
+            calls: HashMap::new(),
+            dialogs: HashMap::new(),
+            server_txs: HashMap::new(),
+            tx_calls: HashMap::new(),
+            merge_index: HashMap::new(),
+            client_txs: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            last_now: None,
+        }
+    }
+
+    // ----- the runtime-facing surface -------------------------------------
+
+    /// One complete message: a UDP datagram, or one message from a
+    /// [`wire::StreamFramer`].
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        src: SocketAddr,
+        msg: &[u8],
+    ) {
+        self.last_now = Some(now);
+        let m = match wire::parse(msg, &self.cfg.limits) {
+            Ok(Parsed::Message(m)) => m,
+            Ok(Parsed::KeepAlive) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, %src, "dropping unparseable SIP message");
+                return;
+            }
+        };
+        if m.is_request() {
+            self.handle_request(now, transport, src, m);
+        } else {
+            self.handle_response(now, &m);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        // Server transactions: Timer G resends, H/I/J/L end them.
+        let mut sends = Vec::new();
+        for tx in self.server_txs.values_mut() {
+            if tx.poll_timeout().is_none_or(|t| t > now) {
+                continue;
+            }
+            let mut out = Vec::new();
+            match &mut tx.kind {
+                ServerKind::Invite(t) => t.handle_timeout(now, &mut out),
+                ServerKind::NonInvite(t) => t.handle_timeout(now),
+            }
+            for o in out {
+                if let TxOutput::Send(b) = o {
+                    sends.push(Transmit {
+                        transport: tx.transport,
+                        dest: tx.dest,
+                        bytes: b,
+                    });
+                }
+            }
+        }
+        self.transmits.extend(sends);
+        self.reap_server_txs();
+
+        // Client transactions (our BYEs): Timer E resends, F gives up, K ends.
+        let mut finished = Vec::new();
+        for ctx in self.client_txs.values_mut() {
+            if ctx.tx.poll_timeout().is_none_or(|t| t > now) {
+                continue;
+            }
+            let mut out = Vec::new();
+            ctx.tx.handle_timeout(now, &mut out);
+            for o in out {
+                match o {
+                    TxOutput::Send(b) => self.transmits.push_back(Transmit {
+                        transport: ctx.transport,
+                        dest: ctx.dest,
+                        bytes: b,
+                    }),
+                    TxOutput::TimedOut => finished.extend(ctx.call.take()),
+                    _ => {}
+                }
+            }
+        }
+        for h in finished {
+            self.end_call(now, h, EndReason::LocalBye);
+        }
+        self.client_txs.retain(|_, c| !c.tx.is_terminated());
+
+        // 2xx retransmission and ACK give-up (§13.3.1.4).
+        let due: Vec<CallHandle> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.ok_retx
+                    .as_ref()
+                    .is_some_and(|r| r.next.min(r.give_up) <= now)
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for h in due {
+            self.run_ok_retransmit(now, h);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let s = self.server_txs.values().filter_map(ServerTx::poll_timeout);
+        let c = self.client_txs.values().filter_map(|c| c.tx.poll_timeout());
+        let k = self
+            .calls
+            .values()
+            .filter_map(|c| c.ok_retx.as_ref().map(|r| r.next.min(r.give_up)));
+        s.chain(c).chain(k).min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<SipEvent> {
+        self.events.pop_front()
+    }
+
+    /// Sends 180 Ringing (optional).
+    pub fn ringing(&mut self, now: Instant, call: CallHandle) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.state != CallState::Early {
+            return;
+        }
+        let bytes = self.call_response(c, 180, None);
+        let key = c.invite_tx.clone();
+        self.respond_invite_tx(now, call, &key, 180, bytes);
+    }
+
+    /// Answers with 200 OK carrying `sdp`, then retransmits it until the ACK.
+    pub fn answer(&mut self, now: Instant, call: CallHandle, sdp: Vec<u8>) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.state != CallState::Early {
+            return;
+        }
+        let bytes = self.call_response(c, 200, Some(&sdp));
+        let key = c.invite_tx.clone();
+        let cseq = c.dialog.remote_cseq;
+        if !self.respond_invite_tx(now, call, &key, 200, bytes.clone()) {
+            return;
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.state = CallState::WaitAck;
+            c.ok_retx = Some(OkRetransmit {
+                bytes,
+                cseq,
+                next: now + self.timers.t1,
+                interval: self.timers.t1,
+                give_up: now + self.timers.t64(),
+            });
+        }
+    }
+
+    /// Rejects an unanswered call with a 3xx–6xx status (others become 500).
+    pub fn reject(&mut self, now: Instant, call: CallHandle, status: u16) {
+        let status = if (300..=699).contains(&status) {
+            status
+        } else {
+            500
+        };
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.state != CallState::Early {
+            return;
+        }
+        let bytes = self.call_response(c, status, None);
+        let key = c.invite_tx.clone();
+        self.respond_invite_tx(now, call, &key, status, bytes);
+        self.end_call(now, call, EndReason::Rejected(status));
+    }
+
+    /// Hangs up: 480 before the answer, BYE after (held until the ACK if the
+    /// 2xx is not yet acknowledged, §15).
+    pub fn hangup(&mut self, now: Instant, call: CallHandle) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        match c.state {
+            CallState::Early => self.reject(now, call, 480),
+            CallState::WaitAck => c.hangup_after_ack = true,
+            CallState::Confirmed => self.send_bye(now, call),
+            CallState::Terminating => {}
+        }
+    }
+
+    /// The application's answer to a [`SipEvent::ReInvite`]: `Ok(sdp)` sends
+    /// 200 with it, `Err(status)` rejects the re-INVITE (e.g. 488).
+    pub fn answer_reinvite(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        answer: Result<Vec<u8>, u16>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(re) = c.reinvite.as_mut() else {
+            return;
+        };
+        if re.answered {
+            return;
+        }
+        re.answered = true;
+        let (code, body) = match &answer {
+            Ok(sdp) => (200, Some(sdp.as_slice())),
+            Err(code) if (300..=699).contains(code) => (*code, None),
+            Err(_) => (500, None),
+        };
+        let key = re.tx_key.clone();
+        let cseq = parse_cseq(re.request.header("CSeq").unwrap_or_default()).map_or(0, |c| c.0);
+        let bytes = Self::dialog_response(
+            &self.cfg,
+            &c.dialog,
+            c.transport,
+            &re.request,
+            re.src,
+            code,
+            body,
+        );
+        if code >= 300 {
+            c.reinvite = None;
+        }
+        if !self.respond_invite_tx(now, call, &key, code, bytes.clone()) {
+            return;
+        }
+        if code == 200
+            && let Some(c) = self.calls.get_mut(&call)
+        {
+            c.ok_retx = Some(OkRetransmit {
+                bytes,
+                cseq,
+                next: now + self.timers.t1,
+                interval: self.timers.t1,
+                give_up: now + self.timers.t64(),
+            });
+        }
+    }
+
+    /// New INVITEs get 503 + Retry-After while false; calls in progress go on.
+    pub fn set_accepting(&mut self, accepting: bool) {
+        self.admission.set_accepting(accepting);
+    }
+
+    /// A TCP connection closed: its transactions are dropped; calls on it
+    /// end with `TransportError` when they next need to send.
+    pub fn connection_closed(&mut self, conn: ConnId) {
+        let t = Transport::Tcp(conn);
+        for tx in self.server_txs.values_mut().filter(|x| x.transport == t) {
+            match &mut tx.kind {
+                ServerKind::Invite(x) => {
+                    // An INVITE still Proceeding belongs to a live call whose
+                    // next send reports the error; others just end.
+                    if x.state() != InviteServerState::Proceeding {
+                        x.terminate();
+                    }
+                }
+                ServerKind::NonInvite(x) => x.terminate(),
+            }
+        }
+        self.reap_server_txs();
+        let mut bye_waiters = Vec::new();
+        for ctx in self.client_txs.values_mut().filter(|c| c.transport == t) {
+            ctx.tx.terminate();
+            bye_waiters.extend(ctx.call.take());
+        }
+        self.client_txs.retain(|_, c| !c.tx.is_terminated());
+        for c in self.calls.values_mut().filter(|c| c.transport == t) {
+            c.conn_closed = true;
+        }
+        if let Some(now) = self.last_now {
+            for h in bye_waiters {
+                self.end_call(now, h, EndReason::LocalBye);
+            }
+        }
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn transaction_count(&self) -> usize {
+        self.server_txs.len() + self.client_txs.len()
+    }
+}
+
+// ----- internals -----------------------------------------------------------
+
+impl Endpoint {
+    fn response_dest(transport: Transport, m: &Message, src: SocketAddr) -> SocketAddr {
+        match transport {
+            Transport::Udp => udp_response_dest(m, src),
+            Transport::Tcp(_) => src,
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, transport: Transport, src: SocketAddr, m: Message) {
+        let is_ack = m.method() == Some("ACK");
+        let dest = Self::response_dest(transport, &m, src);
+        let req = match validate::check(&m) {
+            Ok(r) => r,
+            Err(rej) => {
+                // Never answer an ACK; without a Via there is nowhere to answer.
+                if !is_ack && m.header("Via").is_some() {
+                    tracing::debug!(code = rej.code, %src, "rejecting malformed request");
+                    let tag = random_token();
+                    let bytes = build_response(
+                        &m,
+                        src,
+                        &self.cfg.user_agent,
+                        &ResponseSpec {
+                            code: rej.code,
+                            to_tag: Some(&tag),
+                            extra: &rej.extra,
+                            body: None,
+                            record_route: false,
+                        },
+                    );
+                    self.transmits.push_back(Transmit {
+                        transport,
+                        dest,
+                        bytes,
+                    });
+                }
+                return;
+            }
+        };
+        if is_ack {
+            self.handle_ack(now, transport, &m, &req);
+            return;
+        }
+        let key = req.tx_key();
+        // §17.2.3: a retransmission goes to its transaction, never the TU.
+        if let Some(tx) = self.server_txs.get_mut(&key) {
+            let mut out = Vec::new();
+            match &mut tx.kind {
+                ServerKind::Invite(t) => t.on_invite_retransmit(&mut out),
+                ServerKind::NonInvite(t) => t.on_retransmit(&mut out),
+            }
+            let (t, d) = (tx.transport, tx.dest);
+            self.flush(t, d, out);
+            return;
+        }
+        // §8.2.2.2 merged requests: same From tag, Call-ID and CSeq as a
+        // request still in progress, arriving on another branch.
+        if req.to_tag().is_none()
+            && let Some(other) = self.merge_index.get(&req.merge_key())
+            && other != &key
+            && self.server_txs.contains_key(other)
+        {
+            self.respond_new_tx(now, transport, src, &m, &req, 482, Vec::new(), None);
+            return;
+        }
+        if let Some(rej) = validate::semantic(&m, &req) {
+            self.respond_new_tx(now, transport, src, &m, &req, rej.code, rej.extra, None);
+            return;
+        }
+        match req.method.as_str() {
+            "CANCEL" => self.handle_cancel(now, transport, src, &m, &req),
+            _ if req.to_tag().is_some() => self.handle_in_dialog(now, transport, src, m, req),
+            "INVITE" => self.handle_new_invite(now, transport, src, m, req),
+            "OPTIONS" => {
+                let extra = Self::capabilities();
+                self.respond_new_tx(now, transport, src, &m, &req, 200, extra, None);
+            }
+            // BYE, INFO outside any dialog.
+            _ => self.respond_new_tx(now, transport, src, &m, &req, 481, Vec::new(), None),
+        }
+    }
+
+    fn capabilities() -> Vec<(&'static str, String)> {
+        vec![
+            ("Allow", ALLOW.to_owned()),
+            ("Accept", validate::ACCEPT.to_owned()),
+            ("Supported", validate::SUPPORTED.to_owned()),
+        ]
+    }
+
+    /// Creates a server transaction for `req` and sends its final response.
+    #[allow(clippy::too_many_arguments)]
+    fn respond_new_tx(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        src: SocketAddr,
+        m: &Message,
+        req: &Request,
+        code: u16,
+        extra: Vec<(&'static str, String)>,
+        to_tag: Option<&str>,
+    ) {
+        let tag = to_tag.map_or_else(random_token, str::to_owned);
+        let bytes = build_response(
+            m,
+            src,
+            &self.cfg.user_agent,
+            &ResponseSpec {
+                code,
+                to_tag: Some(&tag),
+                extra: &extra,
+                body: None,
+                record_route: false,
+            },
+        );
+        let reliable = transport.reliable();
+        let mut out = Vec::new();
+        let kind = if req.method == "INVITE" {
+            let mut t = InviteServer::new(reliable, self.timers);
+            t.respond(now, code, bytes, &mut out);
+            ServerKind::Invite(t)
+        } else {
+            let mut t = NonInviteServer::new(reliable, self.timers);
+            t.respond(now, code, bytes, &mut out);
+            ServerKind::NonInvite(t)
+        };
+        let dest = Self::response_dest(transport, m, src);
+        self.insert_server_tx(req, kind, transport, dest);
+        self.flush(transport, dest, out);
+    }
+
+    fn insert_server_tx(
+        &mut self,
+        req: &Request,
+        kind: ServerKind,
+        transport: Transport,
+        dest: SocketAddr,
+    ) {
+        let key = req.tx_key();
+        let merge_key = req.to_tag().is_none().then(|| req.merge_key());
+        if let Some(mk) = &merge_key {
+            self.merge_index.insert(mk.clone(), key.clone());
+        }
+        self.server_txs.insert(
+            key,
+            ServerTx {
+                kind,
+                transport,
+                dest,
+                merge_key,
+            },
+        );
+    }
+
+    fn flush(&mut self, transport: Transport, dest: SocketAddr, out: Vec<TxOutput>) {
+        for o in out {
+            if let TxOutput::Send(bytes) = o {
+                self.transmits.push_back(Transmit {
+                    transport,
+                    dest,
+                    bytes,
+                });
+            }
+        }
+    }
+
+    fn reap_server_txs(&mut self) {
+        let dead: Vec<String> = self
+            .server_txs
+            .iter()
+            .filter(|(_, t)| t.is_terminated())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in dead {
+            if let Some(tx) = self.server_txs.remove(&k) {
+                if let Some(mk) = tx.merge_key
+                    && self.merge_index.get(&mk) == Some(&k)
+                {
+                    self.merge_index.remove(&mk);
+                }
+            }
+            self.tx_calls.remove(&k);
+        }
+    }
+
+    fn handle_new_invite(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        src: SocketAddr,
+        m: Message,
+        req: Request,
+    ) {
+        if let Err(refusal) = self.admission.admit(now, src.ip(), self.calls.len()) {
+            tracing::info!(?refusal, %src, "INVITE refused by admission control");
+            let extra = refusal
+                .retry_after()
+                .map(|s| vec![("Retry-After", s.to_string())])
+                .unwrap_or_default();
+            self.respond_new_tx(now, transport, src, &m, &req, refusal.status(), extra, None);
+            return;
+        }
+        let handle = CallHandle(self.next_handle);
+        self.next_handle = self.next_handle.wrapping_add(1);
+        let local_tag = random_token();
+        let dialog = Dialog::new_uas(&m, &req, local_tag.clone());
+        // 100 Trying at once (§17.2.1) so the caller stops retransmitting.
+        let trying = build_response(
+            &m,
+            src,
+            &self.cfg.user_agent,
+            &ResponseSpec {
+                code: 100,
+                to_tag: None,
+                extra: &[],
+                body: None,
+                record_route: false,
+            },
+        );
+        let mut tx = InviteServer::new(transport.reliable(), self.timers);
+        let mut out = Vec::new();
+        tx.respond(now, 100, trying, &mut out);
+        let dest = Self::response_dest(transport, &m, src);
+        let key = req.tx_key();
+        self.insert_server_tx(&req, ServerKind::Invite(tx), transport, dest);
+        self.tx_calls.insert(key.clone(), handle);
+        self.flush(transport, dest, out);
+
+        let from_user = uri_user(&req.from.uri).unwrap_or_default().to_owned();
+        let to_user = uri_user(&req.to.uri).unwrap_or_default().to_owned();
+        let offer = (!m.body.is_empty()).then(|| m.body.clone());
+        self.dialogs
+            .insert((req.call_id.clone(), local_tag), handle);
+        self.calls.insert(
+            handle,
+            Call {
+                state: CallState::Early,
+                dialog,
+                transport,
+                remote: src,
+                conn_closed: false,
+                invite_tx: key,
+                invite: m,
+                invite_src: src,
+                ok_retx: None,
+                reinvite: None,
+                hangup_after_ack: false,
+            },
+        );
+        self.events.push_back(SipEvent::IncomingCall {
+            call: handle,
+            call_id: req.call_id,
+            from_user,
+            to_user,
+            remote: src,
+            transport,
+            offer,
+        });
+    }
+
+    fn handle_ack(&mut self, now: Instant, transport: Transport, m: &Message, req: &Request) {
+        // ACK for a non-2xx final: same transaction as the INVITE (§17.2.1).
+        if let Some(tx) = self.server_txs.get_mut(&req.tx_key())
+            && let ServerKind::Invite(t) = &mut tx.kind
+            && t.state() == InviteServerState::Completed
+        {
+            t.on_ack(now);
+            self.reap_server_txs();
+            return;
+        }
+        // ACK for a 2xx: goes to the dialog (§13.3.1.4).
+        let Some(to_tag) = req.to_tag() else { return };
+        let Some(&h) = self.dialogs.get(&(req.call_id.clone(), to_tag.to_owned())) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&h) else {
+            return;
+        };
+        let Some(retx) = &c.ok_retx else { return };
+        if retx.cseq != req.cseq {
+            return;
+        }
+        c.ok_retx = None;
+        if let Transport::Tcp(_) = transport {
+            c.transport = transport;
+            c.conn_closed = false;
+        }
+        if c.state == CallState::WaitAck {
+            c.state = CallState::Confirmed;
+            let sdp = (!m.body.is_empty()).then(|| m.body.clone());
+            let hang = c.hangup_after_ack;
+            self.events
+                .push_back(SipEvent::CallConfirmed { call: h, sdp });
+            if hang {
+                self.send_bye(now, h);
+            }
+        } else if c.reinvite.as_ref().is_some_and(|r| r.answered) {
+            c.reinvite = None;
+        }
+    }
+
+    fn handle_cancel(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        src: SocketAddr,
+        m: &Message,
+        req: &Request,
+    ) {
+        let invite_key = req.cancelled_invite_key();
+        let proceeding = match self.server_txs.get(&invite_key).map(|t| &t.kind) {
+            Some(ServerKind::Invite(t)) => t.state() == InviteServerState::Proceeding,
+            _ => {
+                // §9.2: no matching transaction → 481.
+                self.respond_new_tx(now, transport, src, m, req, 481, Vec::new(), None);
+                return;
+            }
+        };
+        let call = self.tx_calls.get(&invite_key).copied();
+        let tag = call
+            .and_then(|h| self.calls.get(&h))
+            .map(|c| c.dialog.local_tag.clone());
+        self.respond_new_tx(now, transport, src, m, req, 200, Vec::new(), tag.as_deref());
+        if !proceeding {
+            return;
+        }
+        let Some(h) = call else { return };
+        let Some(c) = self.calls.get(&h) else { return };
+        if c.invite_tx == invite_key {
+            // CANCEL of the initial INVITE: 487 to it, the call ends.
+            let bytes = self.call_response(c, 487, None);
+            self.respond_invite_tx(now, h, &invite_key, 487, bytes);
+            self.end_call(now, h, EndReason::Cancelled);
+        } else if let Some(re) = &c.reinvite
+            && re.tx_key == invite_key
+        {
+            // CANCEL of a re-INVITE: 487 to it, the call goes on.
+            let bytes = Self::dialog_response(
+                &self.cfg,
+                &c.dialog,
+                c.transport,
+                &re.request,
+                re.src,
+                487,
+                None,
+            );
+            if let Some(c) = self.calls.get_mut(&h) {
+                c.reinvite = None;
+            }
+            self.respond_invite_tx(now, h, &invite_key, 487, bytes);
+        }
+    }
+
+    fn handle_in_dialog(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        src: SocketAddr,
+        m: Message,
+        req: Request,
+    ) {
+        let local_tag = req.to_tag().unwrap_or_default().to_owned();
+        let Some(&h) = self.dialogs.get(&(req.call_id.clone(), local_tag.clone())) else {
+            self.respond_new_tx(now, transport, src, &m, &req, 481, Vec::new(), None);
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&h) else {
+            self.respond_new_tx(now, transport, src, &m, &req, 481, Vec::new(), None);
+            return;
+        };
+        if !c.dialog.accept_remote_cseq(req.cseq) {
+            // §12.2.2: out of order.
+            self.respond_new_tx(
+                now,
+                transport,
+                src,
+                &m,
+                &req,
+                500,
+                Vec::new(),
+                Some(&local_tag),
+            );
+            return;
+        }
+        if let Transport::Tcp(_) = transport {
+            // The peer reconnected: answer and send on its newest connection.
+            c.transport = transport;
+            c.remote = src;
+            c.conn_closed = false;
+        }
+        let state = c.state;
+        let busy = state != CallState::Confirmed || c.reinvite.is_some() || c.ok_retx.is_some();
+        match req.method.as_str() {
+            "BYE" => {
+                self.respond_new_tx(
+                    now,
+                    transport,
+                    src,
+                    &m,
+                    &req,
+                    200,
+                    Vec::new(),
+                    Some(&local_tag),
+                );
+                let reason = if state == CallState::Terminating {
+                    EndReason::LocalBye
+                } else {
+                    EndReason::RemoteBye
+                };
+                self.end_call(now, h, reason);
+            }
+            "INFO" => {
+                if m.body.is_empty() {
+                    self.respond_new_tx(
+                        now,
+                        transport,
+                        src,
+                        &m,
+                        &req,
+                        200,
+                        Vec::new(),
+                        Some(&local_tag),
+                    );
+                    return;
+                }
+                let ct = m.header("Content-Type").unwrap_or_default();
+                match parse_info_dtmf(ct, &m.body) {
+                    Ok(d) => {
+                        self.respond_new_tx(
+                            now,
+                            transport,
+                            src,
+                            &m,
+                            &req,
+                            200,
+                            Vec::new(),
+                            Some(&local_tag),
+                        );
+                        self.events.push_back(SipEvent::Dtmf {
+                            call: h,
+                            digit: d.digit,
+                            duration_ms: d.duration_ms,
+                        });
+                    }
+                    Err(InfoDtmfError::UnsupportedType) => {
+                        let extra = vec![(
+                            "Accept",
+                            "application/dtmf-relay, application/dtmf".to_owned(),
+                        )];
+                        self.respond_new_tx(
+                            now,
+                            transport,
+                            src,
+                            &m,
+                            &req,
+                            415,
+                            extra,
+                            Some(&local_tag),
+                        );
+                    }
+                    Err(InfoDtmfError::Malformed) => {
+                        self.respond_new_tx(
+                            now,
+                            transport,
+                            src,
+                            &m,
+                            &req,
+                            400,
+                            Vec::new(),
+                            Some(&local_tag),
+                        );
+                    }
+                }
+            }
+            "OPTIONS" => {
+                self.respond_new_tx(
+                    now,
+                    transport,
+                    src,
+                    &m,
+                    &req,
+                    200,
+                    Self::capabilities(),
+                    Some(&local_tag),
+                );
+            }
+            "INVITE" => {
+                if busy {
+                    // §14.2 glare / a second re-INVITE while one is pending.
+                    let extra = vec![("Retry-After", "1".to_owned())];
+                    self.respond_new_tx(
+                        now,
+                        transport,
+                        src,
+                        &m,
+                        &req,
+                        491,
+                        extra,
+                        Some(&local_tag),
+                    );
+                    return;
+                }
+                let Some(c) = self.calls.get_mut(&h) else {
+                    return;
+                };
+                c.dialog.refresh_target(&m);
+                let trying = build_response(
+                    &m,
+                    src,
+                    &self.cfg.user_agent,
+                    &ResponseSpec {
+                        code: 100,
+                        to_tag: None,
+                        extra: &[],
+                        body: None,
+                        record_route: false,
+                    },
+                );
+                let key = req.tx_key();
+                let offer = (!m.body.is_empty()).then(|| m.body.clone());
+                c.reinvite = Some(PendingReInvite {
+                    tx_key: key.clone(),
+                    request: m.clone(),
+                    src,
+                    answered: false,
+                });
+                let mut tx = InviteServer::new(transport.reliable(), self.timers);
+                let mut out = Vec::new();
+                tx.respond(now, 100, trying, &mut out);
+                let dest = Self::response_dest(transport, &m, src);
+                self.insert_server_tx(&req, ServerKind::Invite(tx), transport, dest);
+                self.tx_calls.insert(key, h);
+                self.flush(transport, dest, out);
+                self.events.push_back(SipEvent::ReInvite { call: h, offer });
+            }
+            _ => {
+                self.respond_new_tx(
+                    now,
+                    transport,
+                    src,
+                    &m,
+                    &req,
+                    501,
+                    Vec::new(),
+                    Some(&local_tag),
+                );
+            }
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, m: &Message) {
+        // §17.1.3: match by top Via branch and CSeq method; anything else
+        // (stray, malformed, RFC 4475 bigcode/scalarlg/bcast) is dropped.
+        let Some(code) = m.status() else { return };
+        let Some(via) = m.header("Via").and_then(Via::parse) else {
+            return;
+        };
+        let Some(branch) = via.branch() else { return };
+        let Some((_, method)) = m.header("CSeq").and_then(parse_cseq) else {
+            return;
+        };
+        let key = format!("{branch}\x1f{method}");
+        let Some(ctx) = self.client_txs.get_mut(&key) else {
+            tracing::debug!(code, "dropping a response that matches no transaction");
+            return;
+        };
+        let mut out = Vec::new();
+        ctx.tx.on_response(now, code, &mut out);
+        let mut finished = None;
+        for o in out {
+            if let TxOutput::Final(_) = o {
+                finished = ctx.call.take();
+            }
+        }
+        if ctx.tx.is_terminated() {
+            self.client_txs.remove(&key);
+        }
+        if let Some(h) = finished {
+            self.end_call(now, h, EndReason::LocalBye);
+        }
+    }
+
+    /// Sends a response on the call's INVITE (or re-INVITE) transaction.
+    /// False (and the call ended) if the call's connection is gone.
+    fn respond_invite_tx(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        key: &str,
+        code: u16,
+        bytes: Vec<u8>,
+    ) -> bool {
+        if self.calls.get(&call).is_some_and(|c| c.conn_closed) {
+            if let Some(tx) = self.server_txs.get_mut(key)
+                && let ServerKind::Invite(t) = &mut tx.kind
+            {
+                t.terminate();
+            }
+            self.reap_server_txs();
+            self.end_call(now, call, EndReason::TransportError);
+            return false;
+        }
+        let Some(tx) = self.server_txs.get_mut(key) else {
+            return false;
+        };
+        let ServerKind::Invite(t) = &mut tx.kind else {
+            return false;
+        };
+        let mut out = Vec::new();
+        t.respond(now, code, bytes, &mut out);
+        let (tr, d) = (tx.transport, tx.dest);
+        self.flush(tr, d, out);
+        true
+    }
+
+    fn call_response(&self, c: &Call, code: u16, body: Option<&[u8]>) -> Vec<u8> {
+        Self::dialog_response(
+            &self.cfg,
+            &c.dialog,
+            c.transport,
+            &c.invite,
+            c.invite_src,
+            code,
+            body,
+        )
+    }
+
+    /// A response to a dialog's INVITE/re-INVITE: our tag, Contact and
+    /// Record-Route on 1xx/2xx (§12.1.1), Allow/Supported on 2xx.
+    fn dialog_response(
+        cfg: &EndpointConfig,
+        dialog: &Dialog,
+        transport: Transport,
+        req: &Message,
+        src: SocketAddr,
+        code: u16,
+        body: Option<&[u8]>,
+    ) -> Vec<u8> {
+        let contact = match transport {
+            Transport::Udp => format!("<sip:ivr@{}>", cfg.local_addr),
+            Transport::Tcp(_) => format!("<sip:ivr@{};transport=tcp>", cfg.local_addr),
+        };
+        let mut extra: Vec<(&str, String)> = Vec::new();
+        if (101..300).contains(&code) {
+            extra.push(("Contact", contact));
+        }
+        if (200..300).contains(&code) {
+            extra.push(("Allow", ALLOW.to_owned()));
+            extra.push(("Supported", validate::SUPPORTED.to_owned()));
+        }
+        build_response(
+            req,
+            src,
+            &cfg.user_agent,
+            &ResponseSpec {
+                code,
+                to_tag: Some(&dialog.local_tag),
+                extra: &extra,
+                body: body.map(|b| ("application/sdp", b)),
+                record_route: (101..300).contains(&code),
+            },
+        )
+    }
+
+    /// Sends BYE in a confirmed dialog; the call ends (LocalBye) when it is
+    /// answered or times out.
+    fn send_bye(&mut self, now: Instant, h: CallHandle) {
+        let Some(c) = self.calls.get_mut(&h) else {
+            return;
+        };
+        if c.conn_closed {
+            self.end_call(now, h, EndReason::TransportError);
+            return;
+        }
+        c.state = CallState::Terminating;
+        c.ok_retx = None;
+        let dest = match c.transport {
+            Transport::Udp => c.dialog.request_dest(c.remote),
+            Transport::Tcp(_) => c.remote,
+        };
+        let transport = c.transport;
+        let branch = format!("z9hG4bK{}", random_token());
+        let proto = if transport.reliable() { "TCP" } else { "UDP" };
+        let via = format!(
+            "SIP/2.0/{proto} {};branch={branch};rport",
+            self.cfg.local_addr
+        );
+        let bytes = c
+            .dialog
+            .build_request("BYE", &via, &self.cfg.user_agent, &[], None);
+        let mut out = Vec::new();
+        let tx = NonInviteClient::start(now, transport.reliable(), self.timers, bytes, &mut out);
+        self.client_txs.insert(
+            format!("{branch}\x1fBYE"),
+            ClientTx {
+                tx,
+                transport,
+                dest,
+                call: Some(h),
+            },
+        );
+        self.flush(transport, dest, out);
+    }
+
+    fn run_ok_retransmit(&mut self, now: Instant, h: CallHandle) {
+        let Some(c) = self.calls.get_mut(&h) else {
+            return;
+        };
+        let Some(r) = c.ok_retx.as_mut() else { return };
+        let mut sends = 0usize;
+        // Bounded: each pass moves `next` forward by at least T1.
+        while r.next <= now && r.next < r.give_up && sends < 1000 {
+            sends += 1;
+            r.interval = self.timers.backoff(r.interval);
+            r.next += r.interval.max(Duration::from_millis(1));
+        }
+        let bytes = r.bytes.clone();
+        let expired = r.give_up <= now;
+        if sends > 0 && !expired {
+            if c.conn_closed {
+                self.end_call(now, h, EndReason::TransportError);
+                return;
+            }
+            let dest = match c.transport {
+                Transport::Udp => udp_response_dest(&c.invite, c.invite_src),
+                Transport::Tcp(_) => c.remote,
+            };
+            self.transmits.push_back(Transmit {
+                transport: c.transport,
+                dest,
+                bytes,
+            });
+        }
+        if expired {
+            // §13.3.1.4: no ACK in 64·T1 → BYE and the dialog ends.
+            tracing::info!(call = h.0, "2xx never acknowledged; sending BYE");
+            c.state = CallState::Confirmed;
+            if !c.conn_closed {
+                self.send_bye(now, h);
+                if let Some(ctx) = self.client_txs.values_mut().find(|x| x.call == Some(h)) {
+                    ctx.call = None;
+                }
+            }
+            self.end_call(now, h, EndReason::AckTimeout);
+        }
+    }
+
+    /// Removes the call and reports it, exactly once. An INVITE transaction
+    /// of the call still waiting for a final answer gets 487 so that it can
+    /// finish (and is not leaked).
+    fn end_call(&mut self, now: Instant, h: CallHandle, reason: EndReason) {
+        let Some(c) = self.calls.remove(&h) else {
+            return;
+        };
+        self.dialogs
+            .remove(&(c.dialog.call_id.clone(), c.dialog.local_tag.clone()));
+        let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
+        if c.state == CallState::Early {
+            pending.push((c.invite_tx.clone(), self.call_response(&c, 487, None)));
+        }
+        if let Some(re) = &c.reinvite
+            && !re.answered
+        {
+            let b = Self::dialog_response(
+                &self.cfg,
+                &c.dialog,
+                c.transport,
+                &re.request,
+                re.src,
+                487,
+                None,
+            );
+            pending.push((re.tx_key.clone(), b));
+        }
+        for (key, bytes) in pending {
+            if let Some(tx) = self.server_txs.get_mut(&key)
+                && let ServerKind::Invite(t) = &mut tx.kind
+                && t.state() == InviteServerState::Proceeding
+            {
+                if c.conn_closed {
+                    t.terminate();
+                } else {
+                    let mut out = Vec::new();
+                    t.respond(now, 487, bytes, &mut out);
+                    let (tr, d) = (tx.transport, tx.dest);
+                    self.flush(tr, d, out);
+                }
+            }
+        }
+        self.reap_server_txs();
+        for ctx in self.client_txs.values_mut() {
+            if ctx.call == Some(h) {
+                ctx.call = None;
+            }
+        }
+        self.events
+            .push_back(SipEvent::CallEnded { call: h, reason });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_validation() {
+        assert!(EndpointConfig::default().validate().is_ok());
+        let bad = EndpointConfig {
+            allow_from: vec!["10.0.0.0/99".into()],
+            ..EndpointConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("allow_from"));
+    }
+
+    #[test]
+    fn dtmf_event_debug_is_redacted() {
+        let e = SipEvent::Dtmf {
+            call: CallHandle(1),
+            digit: '7',
+            duration_ms: Some(160),
+        };
+        let s = format!("{e:?}");
+        assert!(!s.contains('7'), "{s}");
+    }
+}
