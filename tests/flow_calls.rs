@@ -867,3 +867,24 @@ fn privacy_no_id_pin_or_balance_in_records_or_action_debug() {
     rec.fill(&mut cdr);
     assert_eq!(cdr.prompts, rec.prompts);
 }
+
+#[test]
+fn a_plan_cycle_that_never_waits_ends_the_call_instead_of_spinning() {
+    // Readout-only state without an authenticated caller: nothing to play,
+    // so it goes straight to `next`, which is itself.
+    let src = r#"[dialplan]
+initial = "a"
+[state.a]
+type = "play"
+play = [{ say = "amount", field = "pension.balance" }]
+next = "a"
+"#;
+    let plan = Arc::new(parse_dialplan("loop.toml", src, &builtin_prompts()).unwrap());
+    let t0 = Instant::now();
+    let mut it = Interpreter::new(plan, Arc::new(config()), t0, OFF_HOURS);
+    it.start(t0);
+    assert_eq!(it.poll_action(), Some(FlowAction::Hangup));
+    assert_eq!(it.poll_action(), None);
+    assert!(it.is_finished());
+    assert_eq!(it.record().end_reason, "error");
+}
