@@ -806,6 +806,8 @@ impl Interpreter {
         match res {
             Ok(AuthOutcome::Verified(summary)) => {
                 self.summary = Some(summary);
+                // Not needed any more: do not keep the ID longer than the check.
+                self.id = None;
                 self.goto(a.verified);
             }
             Ok(AuthOutcome::Rejected) => {
