@@ -848,7 +848,14 @@ fn privacy_no_id_pin_or_balance_in_records_or_action_debug() {
     c.done();
     c.press("2");
     let rec = c.it.record();
+    let events: Vec<FlowEvent> = ID
+        .chars()
+        .chain(PIN.chars())
+        .map(FlowEvent::Digit)
+        .chain([verified()])
+        .collect();
     let dumps = [
+        format!("{events:?}"),
         format!("{rec:?}"),
         serde_json::to_string(&rec).unwrap(),
         format!("{:?}", c.actions),
@@ -861,6 +868,7 @@ fn privacy_no_id_pin_or_balance_in_records_or_action_debug() {
         // The digits of the ID and PIN never reach the recorded menu keys.
         assert!(!d.contains("864"));
     }
+    assert!(dumps[0].contains("Digit(<redacted>)") && dumps[0].contains("Auth(Verified)"));
     assert_eq!(rec.menu_keys, "1112");
     // The CDR gets the same data.
     let mut cdr = ivr12333::domain::CallRecord::default();
