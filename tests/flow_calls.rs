@@ -896,3 +896,41 @@ next = "a"
     assert!(it.is_finished());
     assert_eq!(it.record().end_reason, "error");
 }
+
+/// Three silences at a prompt: two replays, then goodbye (out of hours).
+fn three_silences(c: &mut Call, prompt: &str) {
+    c.heard();
+    for _ in 0..2 {
+        c.silence();
+        assert_eq!(c.heard(), s(&["no_input", prompt]));
+        c.done();
+    }
+    c.silence();
+    assert_eq!(c.heard(), s(&["no_input"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["goodbye"]));
+    c.done();
+    assert!(c.it.is_finished());
+}
+
+#[test]
+fn silence_at_id_pin_and_insurance_menu_ends_in_goodbye() {
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    c.done();
+    three_silences(&mut c, "enter_id");
+
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    c.done();
+    c.press(ID);
+    c.done();
+    three_silences(&mut c, "enter_pin");
+
+    let mut c = Call::to_insurance_menu(OFF_HOURS);
+    three_silences(&mut c, "insurance_menu");
+}
