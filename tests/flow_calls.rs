@@ -787,6 +787,9 @@ fn no_record_offers_the_after_menu() {
     c.done();
     assert_eq!(c.heard(), s(&["after_menu"]));
     assert!(c.it.record().queries.is_empty());
+    c.done();
+    c.press("2");
+    assert_eq!(c.heard(), s(&["no_record"]));
 }
 
 #[test]
