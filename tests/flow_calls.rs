@@ -787,6 +787,9 @@ fn no_record_offers_the_after_menu() {
     c.done();
     assert_eq!(c.heard(), s(&["after_menu"]));
     assert!(c.it.record().queries.is_empty());
+    c.done();
+    c.press("2");
+    assert_eq!(c.heard(), s(&["no_record"]));
 }
 
 #[test]
@@ -848,7 +851,14 @@ fn privacy_no_id_pin_or_balance_in_records_or_action_debug() {
     c.done();
     c.press("2");
     let rec = c.it.record();
+    let events: Vec<FlowEvent> = ID
+        .chars()
+        .chain(PIN.chars())
+        .map(FlowEvent::Digit)
+        .chain([verified()])
+        .collect();
     let dumps = [
+        format!("{events:?}"),
         format!("{rec:?}"),
         serde_json::to_string(&rec).unwrap(),
         format!("{:?}", c.actions),
@@ -861,9 +871,69 @@ fn privacy_no_id_pin_or_balance_in_records_or_action_debug() {
         // The digits of the ID and PIN never reach the recorded menu keys.
         assert!(!d.contains("864"));
     }
+    assert!(dumps[0].contains("Digit(<redacted>)") && dumps[0].contains("Auth(Verified)"));
     assert_eq!(rec.menu_keys, "1112");
     // The CDR gets the same data.
     let mut cdr = ivr12333::domain::CallRecord::default();
     rec.fill(&mut cdr);
     assert_eq!(cdr.prompts, rec.prompts);
+}
+
+#[test]
+fn a_plan_cycle_that_never_waits_ends_the_call_instead_of_spinning() {
+    // Readout-only state without an authenticated caller: nothing to play,
+    // so it goes straight to `next`, which is itself.
+    let src = r#"[dialplan]
+initial = "a"
+[state.a]
+type = "play"
+play = [{ say = "amount", field = "pension.balance" }]
+next = "a"
+"#;
+    let plan = Arc::new(parse_dialplan("loop.toml", src, &builtin_prompts()).unwrap());
+    let t0 = Instant::now();
+    let mut it = Interpreter::new(plan, Arc::new(config()), t0, OFF_HOURS);
+    it.start(t0);
+    assert_eq!(it.poll_action(), Some(FlowAction::Hangup));
+    assert_eq!(it.poll_action(), None);
+    assert!(it.is_finished());
+    assert_eq!(it.record().end_reason, "error");
+}
+
+/// Three silences at a prompt: two replays, then goodbye (out of hours).
+fn three_silences(c: &mut Call, prompt: &str) {
+    c.heard();
+    for _ in 0..2 {
+        c.silence();
+        assert_eq!(c.heard(), s(&["no_input", prompt]));
+        c.done();
+    }
+    c.silence();
+    assert_eq!(c.heard(), s(&["no_input"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["goodbye"]));
+    c.done();
+    assert!(c.it.is_finished());
+}
+
+#[test]
+fn silence_at_id_pin_and_insurance_menu_ends_in_goodbye() {
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    c.done();
+    three_silences(&mut c, "enter_id");
+
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    c.done();
+    c.press(ID);
+    c.done();
+    three_silences(&mut c, "enter_pin");
+
+    let mut c = Call::to_insurance_menu(OFF_HOURS);
+    three_silences(&mut c, "insurance_menu");
 }

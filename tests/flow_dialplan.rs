@@ -264,3 +264,13 @@ fn hostile_input_never_panics() {
         assert!(load(i).is_err(), "{i:?}");
     }
 }
+
+#[test]
+fn cycle_of_branches_is_rejected() {
+    let src = GOOD.replace("\"0\" = \"bye\"", "\"0\" = \"b1\"")
+        + "\n[state.b1]\ntype = \"branch\"\nif = \"agent_hours\"\nthen = \"b2\"\nelse = \"bye\"\n"
+        + "\n[state.b2]\ntype = \"branch\"\nif = \"anomaly\"\nthen = \"b1\"\nelse = \"bye\"\n";
+    let e = load(&src).unwrap_err();
+    assert!(e.message.contains("cycle of branches"), "{e}");
+    assert!(e.line == 21 || e.line == 27, "{e}");
+}

@@ -715,7 +715,87 @@ pub fn parse_dialplan(
             format!("state `{name}` is unreachable from the initial state"),
         ));
     }
+    // Branches decide without waiting for anything: a cycle made only of
+    // branches would spin forever.
+    if let Some(i) = branch_cycle(&plan) {
+        let span = spans.get(i).cloned().unwrap_or(0..0);
+        let name = plan
+            .states
+            .get(i)
+            .map(|s| s.name.to_string())
+            .unwrap_or_default();
+        return Err(cx.err(
+            span,
+            format!("branch `{name}` is on a cycle of branches that never waits for the caller"),
+        ));
+    }
     Ok(plan)
+}
+
+/// A state on a cycle of branch states, if any (iterative DFS, three colours).
+fn branch_cycle(plan: &Dialplan) -> Option<StateId> {
+    let n = plan.states.len();
+    let next = |i: StateId| -> Vec<StateId> {
+        match plan.states.get(i).map(|s| &s.kind) {
+            Some(StateKind::Branch(b)) => [b.then, b.otherwise]
+                .into_iter()
+                .filter_map(|t| match t {
+                    Target::State(j)
+                        if matches!(
+                            plan.states.get(j).map(|s| &s.kind),
+                            Some(StateKind::Branch(_))
+                        ) =>
+                    {
+                        Some(j)
+                    }
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    // 0 = unvisited, 1 = on the stack, 2 = done.
+    let mut colour = vec![0u8; n];
+    for start in 0..n {
+        if colour.get(start) != Some(&0) {
+            continue;
+        }
+        let mut stack = vec![(start, next(start), 0usize)];
+        colour[start] = 1;
+        while let Some((node, succ, pos)) = stack.last_mut() {
+            if let Some(&j) = succ.get(*pos) {
+                *pos += 1;
+                match colour.get(j) {
+                    Some(0) => {
+                        colour[j] = 1;
+                        let s = next(j);
+                        stack.push((j, s, 0));
+                    }
+                    Some(1) => return Some(j),
+                    _ => {}
+                }
+            } else {
+                colour[*node] = 2;
+                stack.pop();
+            }
+        }
+    }
+    None
+}
+
+/// Reads and validates a dialplan file. An I/O error is reported at 0:0.
+pub fn load_file(
+    path: &std::path::Path,
+    known_prompts: &HashSet<&str>,
+) -> Result<Dialplan, DialplanError> {
+    let file = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| DialplanError {
+        file: file.clone(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read: {e}"),
+    })?;
+    parse_dialplan(&file, &src, known_prompts)
 }
 
 fn require_field<'a, T>(

@@ -105,8 +105,9 @@ pub enum PlayItem {
     Pause(u32),
 }
 
-/// Input to the interpreter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Input to the interpreter. `Debug` hides the key and the account summary
+/// (DTMF digits and account data never reach logs).
+#[derive(Clone, PartialEq, Eq)]
 pub enum FlowEvent {
     /// A DTMF key: `0`–`9`, `*`, `#` (others are ignored).
     Digit(char),
@@ -118,6 +119,21 @@ pub enum FlowEvent {
     TransferFailed,
     /// The caller hung up.
     Hangup,
+}
+
+impl fmt::Debug for FlowEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlowEvent::Digit(_) => f.write_str("Digit(<redacted>)"),
+            FlowEvent::PlaybackDone { token } => write!(f, "PlaybackDone {{ token: {token} }}"),
+            FlowEvent::Auth(Ok(AuthOutcome::Verified(_))) => f.write_str("Auth(Verified)"),
+            FlowEvent::Auth(Ok(AuthOutcome::Rejected)) => f.write_str("Auth(Rejected)"),
+            FlowEvent::Auth(Ok(AuthOutcome::Locked)) => f.write_str("Auth(Locked)"),
+            FlowEvent::Auth(Err(LedgerUnavailable)) => f.write_str("Auth(LedgerUnavailable)"),
+            FlowEvent::TransferFailed => f.write_str("TransferFailed"),
+            FlowEvent::Hangup => f.write_str("Hangup"),
+        }
+    }
 }
 
 /// Output of the interpreter.
@@ -806,6 +822,8 @@ impl Interpreter {
         match res {
             Ok(AuthOutcome::Verified(summary)) => {
                 self.summary = Some(summary);
+                // Not needed any more: do not keep the ID longer than the check.
+                self.id = None;
                 self.goto(a.verified);
             }
             Ok(AuthOutcome::Rejected) => {
