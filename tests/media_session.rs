@@ -673,3 +673,16 @@ fn rfc4733_digit_barges_in_on_a_prompt() {
     }
     assert_eq!(events(&mut s), vec![]);
 }
+
+#[test]
+fn session_from_an_initial_offer_on_hold_sends_nothing() {
+    let t0 = Instant::now();
+    let n = negotiated(Direction::RecvOnly, Some(addr(SDP_PEER)));
+    let mut s = MediaSession::from_negotiated(&n, 1, 2, 3, t0);
+    assert_eq!(s.direction(), Direction::RecvOnly);
+    assert!(drain(&mut s, ms(t0, 100)).is_empty());
+    let n = negotiated(Direction::SendRecv, Some(addr(SDP_PEER)));
+    let mut s = MediaSession::from_negotiated(&n, 1, 2, 3, t0);
+    let p = drain(&mut s, t0);
+    assert_eq!((p[0].ssrc, p[0].seq, p[0].ts), (1, 2, 3));
+}

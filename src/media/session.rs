@@ -235,6 +235,24 @@ impl MediaSession {
         }
     }
 
+    /// A session straight from an offer/answer result, including its
+    /// direction (`new` starts `sendrecv`; an initial offer on hold needs
+    /// the direction too).
+    pub fn from_negotiated(
+        n: &Negotiated,
+        ssrc: u32,
+        initial_seq: u16,
+        initial_timestamp: u32,
+        now: Instant,
+    ) -> Self {
+        let mut s = MediaSession::new(
+            MediaConfig::from_negotiated(n, ssrc, initial_seq, initial_timestamp),
+            now,
+        );
+        s.update(n);
+        s
+    }
+
     /// Applies a new offer/answer result (re-INVITE): hold/resume, codec,
     /// telephone-event or address change.
     pub fn update(&mut self, n: &Negotiated) {
