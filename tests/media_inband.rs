@@ -326,3 +326,18 @@ fn frequency_deviation_within_q24_tolerance_is_accepted() {
         assert_eq!(got, [ALL, ALL], "deviation {dev}");
     }
 }
+
+#[test]
+fn frequency_deviation_beyond_q24_tolerance_is_rejected() {
+    // Q.24: reject deviations of 3.5 % and more.
+    for dev in [0.965f32, 1.035, 0.95, 1.05] {
+        let mut noise = Noise(23);
+        let mut sig = Signal::new(0);
+        for key in ALL.chars() {
+            let (r, c) = key_frequencies(key).unwrap();
+            sig.tone_pair(r * dev, 0.2, c * dev, 0.2, 100);
+            sig.silence(60, &mut noise, 0.002);
+        }
+        assert_eq!(both(&sig.pcm()), ["", ""], "deviation {dev}");
+    }
+}
