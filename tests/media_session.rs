@@ -686,3 +686,57 @@ fn session_from_an_initial_offer_on_hold_sends_nothing() {
     let p = drain(&mut s, t0);
     assert_eq!((p[0].ssrc, p[0].seq, p[0].ts), (1, 2, 3));
 }
+
+#[test]
+fn offer_answer_then_media_end_to_end() {
+    use ivr12333::media::sdp::{LocalMedia, SdpSession};
+    use ivr12333::media::session::DigitSource;
+    let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 6000 RTP/AVP 8 0 100\r\na=rtpmap:100 telephone-event/8000\r\na=fmtp:100 0-15\r\n";
+    let mut sdp = SdpSession::new(
+        LocalMedia {
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 30000,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+        },
+        77,
+    );
+    let (n, _answer) = sdp.answer(offer.as_bytes()).unwrap();
+    let t0 = Instant::now();
+    let mut s = MediaSession::from_negotiated(&n, 5, 100, 1000, t0);
+    let p = drain(&mut s, t0);
+    assert_eq!(p[0].pt, 8);
+    assert_eq!(p[0].to, addr("127.0.0.1:6000"));
+    // a key press with the caller's telephone-event PT 100
+    let ev = rtp::encode_event(rtp::TelephoneEvent {
+        event: 11,
+        end: false,
+        volume: 10,
+        duration: 0,
+    });
+    let mut buf = [0u8; 64];
+    let h = RtpOut {
+        payload_type: 100,
+        marker: true,
+        sequence: 9,
+        timestamp: 1600,
+        ssrc: 3,
+    };
+    let len = rtp::write(h, &ev, &mut buf).unwrap();
+    s.handle_rtp(ms(t0, 10), addr("127.0.0.1:6000"), &buf[..len]);
+    assert_eq!(
+        events(&mut s),
+        vec![MediaEvent::Digit {
+            digit: '#',
+            source: DigitSource::Rfc4733
+        }]
+    );
+    // hold via re-INVITE, then resume
+    let hold = offer.replace("t=0 0\r\n", "t=0 0\r\na=sendonly\r\n");
+    let (n, _) = sdp.answer(hold.as_bytes()).unwrap();
+    s.update(&n);
+    assert!(drain(&mut s, ms(t0, 1000)).is_empty());
+    let (n, _) = sdp.answer(offer.as_bytes()).unwrap();
+    s.update(&n);
+    assert_eq!(drain(&mut s, ms(t0, 2000)).len(), 1);
+}
