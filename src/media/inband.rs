@@ -260,10 +260,13 @@ impl InbandDetector {
                 .iter()
                 .fold(p, |best, d| best.max(self.power_at(f * (1.0 + d))))
         };
-        let row_best = best(FREQS.get(row).copied().unwrap_or(0.0), row_p);
-        let col_best = best(FREQS.get(4 + col).copied().unwrap_or(0.0), col_p);
-        if row_best + col_best < MIN_TONE_FRACTION * total {
-            return None;
+        // On-frequency tones pass without probing.
+        if row_p + col_p < MIN_TONE_FRACTION * total {
+            let row_best = best(FREQS.get(row).copied().unwrap_or(0.0), row_p);
+            let col_best = best(FREQS.get(4 + col).copied().unwrap_or(0.0), col_p);
+            if row_best + col_best < MIN_TONE_FRACTION * total {
+                return None;
+            }
         }
         let (lo, hi) = if half_energy[0] < half_energy[1] {
             (half_energy[0], half_energy[1])
