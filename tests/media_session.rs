@@ -740,3 +740,24 @@ m=audio 6000 RTP/AVP 8 0 100\r\na=rtpmap:100 telephone-event/8000\r\na=fmtp:100 
     s.update(&n);
     assert_eq!(drain(&mut s, ms(t0, 2000)).len(), 1);
 }
+
+#[test]
+fn digit_queue_is_bounded() {
+    use ivr12333::media::session::MAX_QUEUED_DIGITS;
+    let t0 = Instant::now();
+    let mut s = new_session(t0);
+    for k in 0..1000u64 {
+        // INFO digits 1 s apart never merge
+        s.handle_info_digit(ms(t0, k * 1000), '1');
+    }
+    s.play(&[], 9);
+    let ev = events(&mut s);
+    assert_eq!(ev.len(), MAX_QUEUED_DIGITS + 1);
+    assert_eq!(
+        ev.last(),
+        Some(&MediaEvent::PlaybackDone {
+            token: 9,
+            interrupted: false
+        })
+    );
+}
