@@ -124,12 +124,34 @@ fn inband(c: &mut Criterion) {
     let frames: Vec<i16> = tone('#', 8000);
     let mut d = InbandDetector::new();
     let mut i = 0usize;
-    c.bench_function("inband_detector_per_20ms_frame", |b| {
+    c.bench_function("inband_detector_per_20ms_frame_dtmf_tone", |b| {
         b.iter(|| {
             let off = (i % 50) * 160;
             i += 1;
             let mut n = 0u32;
             d.feed(black_box(&frames[off..off + 160]), &mut |_| n += 1);
+            black_box(n)
+        })
+    });
+
+    // noise (the common case: no candidate window, no probing)
+    let mut x = 1u32;
+    let noise: Vec<i16> = (0..8000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 20) as i16 - 2048
+        })
+        .collect();
+    let mut d = InbandDetector::new();
+    let mut i = 0usize;
+    c.bench_function("inband_detector_per_20ms_frame_noise", |b| {
+        b.iter(|| {
+            let off = (i % 50) * 160;
+            i += 1;
+            let mut n = 0u32;
+            d.feed(black_box(&noise[off..off + 160]), &mut |_| n += 1);
             black_box(n)
         })
     });

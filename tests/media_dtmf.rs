@@ -326,6 +326,59 @@ fn digit_events_do_not_leak_keys_through_debug() {
     assert!(shown.contains("redacted"));
 }
 
+/// Talk-off: real (synthetic-voice) speech through the in-band detector,
+/// PCMU as captured, transcoded to PCMA, and 12 dB quieter.
+#[test]
+fn speech_capture_has_no_talk_off() {
+    let pkts = pcap("speech_espeak_pcmu.pcap");
+    assert_eq!(pkts.len(), 1293);
+    for (codec, gain) in [
+        (Codec::Pcmu, 1.0f32),
+        (Codec::Pcma, 1.0),
+        (Codec::Pcmu, 0.25),
+    ] {
+        let t0 = Instant::now();
+        let mut s = MediaSession::new(
+            MediaConfig {
+                codec,
+                telephone_event_pt: None,
+                remote: Some(peer()),
+                ssrc: 1,
+                initial_seq: 0,
+                initial_timestamp: 0,
+                inactivity_timeout: Duration::from_secs(30),
+            },
+            t0,
+        );
+        let mut peak = 0i32;
+        for (k, p) in pkts.iter().enumerate() {
+            let r = rtp::parse(&p.payload).unwrap();
+            assert_eq!(r.payload_type, 0);
+            let mut pcm = [0i16; 160];
+            Codec::Pcmu.decode_into(r.payload, &mut pcm);
+            let mut payload = [0u8; 160];
+            for (o, &x) in payload.iter_mut().zip(&pcm) {
+                let y = (f32::from(x) * gain) as i16;
+                peak = peak.max(i32::from(y).abs());
+                *o = codec.encode(y);
+            }
+            let mut buf = [0u8; 200];
+            let h = RtpOut {
+                payload_type: codec.payload_type(),
+                marker: k == 0,
+                sequence: r.sequence,
+                timestamp: r.timestamp,
+                ssrc: r.ssrc,
+            };
+            let n = rtp::write(h, &payload, &mut buf).unwrap();
+            s.handle_rtp(t0 + p.at, peer(), &buf[..n]);
+        }
+        assert!(peak > 5000, "the capture is audible ({peak})");
+        assert_eq!(s.stats().packets_received, 1293);
+        assert_eq!(digits(&mut s), vec![], "{codec:?} gain {gain}");
+    }
+}
+
 // ---- property tests of the receiver ------------------------------------
 
 /// A key press as the sender emits it: start, updates, 3 end packets.

@@ -153,7 +153,7 @@ fn repeated_key_needs_a_gap_and_long_key_is_one_digit() {
 
 #[test]
 fn forty_ms_is_accepted_twenty_ms_rejected() {
-    for offset in (0..160).step_by(23) {
+    for offset in 0..160 {
         let mut noise = Noise(5);
         let mut ok = Signal::new(offset);
         ok.key('9', 0.2, 40);
@@ -210,10 +210,14 @@ fn speech_like(seconds: usize, seed: u32) -> Vec<i16> {
     let mut phase = 0.0f32;
     for n in 0..seconds * 8000 {
         let t = n as f32 / 8000.0;
-        let f0 = 175.0 + 85.0 * (2.0 * PI * 0.7 * t).sin() * (2.0 * PI * 0.23 * t).cos();
+        // each seed is another voice: pitch centre, pitch and formant motion
+        let v0 = seed as f32;
+        let f0 = 110.0
+            + 17.0 * v0
+            + 80.0 * (2.0 * PI * (0.5 + 0.11 * v0) * t).sin() * (2.0 * PI * 0.23 * t).cos();
         phase += 2.0 * PI * f0 / 8000.0;
-        let f1 = 600.0 + 300.0 * (2.0 * PI * 2.1 * t).sin();
-        let f2 = 1500.0 + 600.0 * (2.0 * PI * 1.3 * t).cos();
+        let f1 = 550.0 + 20.0 * v0 + 300.0 * (2.0 * PI * (1.7 + 0.13 * v0) * t).sin();
+        let f2 = 1400.0 + 25.0 * v0 + 600.0 * (2.0 * PI * (1.1 + 0.07 * v0) * t).cos();
         let mut v = 0.0;
         for h in 1..=30 {
             let fh = f0 * h as f32;
@@ -234,7 +238,7 @@ fn speech_like(seconds: usize, seed: u32) -> Vec<i16> {
 
 #[test]
 fn speech_like_audio_is_not_a_key() {
-    for seed in [1, 2, 3] {
+    for seed in 1..=16 {
         let pcm = speech_like(8, seed);
         // it is loud enough to matter (RMS well above the tone minimum)
         let rms =
@@ -302,4 +306,38 @@ fn no_inband_detection_when_telephone_event_negotiated() {
     }
     assert_eq!(s.stats().packets_received, 10);
     assert_eq!(s.poll_event(), None);
+}
+
+#[test]
+fn frequency_deviation_within_q24_tolerance_is_accepted() {
+    // Q.24: accept deviations up to ±1.5 %.
+    for dev in [0.985f32, 0.9925, 1.0, 1.0075, 1.015] {
+        let mut got = [String::new(), String::new()];
+        let mut noise = Noise(17);
+        let mut sig = Signal::new(29);
+        for key in ALL.chars() {
+            let (r, c) = key_frequencies(key).unwrap();
+            sig.tone_pair(r * dev, 0.2, c * dev, 0.2, 70);
+            sig.silence(60, &mut noise, 0.002);
+        }
+        let pcm = sig.pcm();
+        got[0] = detect(Codec::Pcmu, &pcm);
+        got[1] = detect(Codec::Pcma, &pcm);
+        assert_eq!(got, [ALL, ALL], "deviation {dev}");
+    }
+}
+
+#[test]
+fn frequency_deviation_beyond_q24_tolerance_is_rejected() {
+    // Q.24: reject deviations of 3.5 % and more.
+    for dev in [0.965f32, 1.035, 0.95, 1.05] {
+        let mut noise = Noise(23);
+        let mut sig = Signal::new(0);
+        for key in ALL.chars() {
+            let (r, c) = key_frequencies(key).unwrap();
+            sig.tone_pair(r * dev, 0.2, c * dev, 0.2, 100);
+            sig.silence(60, &mut noise, 0.002);
+        }
+        assert_eq!(both(&sig.pcm()), ["", ""], "deviation {dev}");
+    }
 }

@@ -149,6 +149,17 @@ fn secure_or_unknown_transport_is_not_accepted() {
 }
 
 #[test]
+fn avpf_offer_is_answered_with_avpf() {
+    let offer =
+        "v=0\no=- 1 1 IN IP4 10.1.1.1\ns=-\nc=IN IP4 10.1.1.1\nt=0 0\nm=audio 4000 RTP/AVPF 0\n";
+    let (_, ans) = SdpSession::new(local(), 1)
+        .answer(offer.as_bytes())
+        .unwrap();
+    let ans = String::from_utf8(ans).unwrap();
+    assert!(ans.contains("m=audio 30000 RTP/AVPF 0\r\n"), "{ans}");
+}
+
+#[test]
 fn error_messages_are_generic() {
     let e = SdpSession::new(local(), 1).answer(b"v=1\r\n").unwrap_err();
     assert!(matches!(e, SdpError::Malformed(_)));

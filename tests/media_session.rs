@@ -673,3 +673,91 @@ fn rfc4733_digit_barges_in_on_a_prompt() {
     }
     assert_eq!(events(&mut s), vec![]);
 }
+
+#[test]
+fn session_from_an_initial_offer_on_hold_sends_nothing() {
+    let t0 = Instant::now();
+    let n = negotiated(Direction::RecvOnly, Some(addr(SDP_PEER)));
+    let mut s = MediaSession::from_negotiated(&n, 1, 2, 3, t0);
+    assert_eq!(s.direction(), Direction::RecvOnly);
+    assert!(drain(&mut s, ms(t0, 100)).is_empty());
+    let n = negotiated(Direction::SendRecv, Some(addr(SDP_PEER)));
+    let mut s = MediaSession::from_negotiated(&n, 1, 2, 3, t0);
+    let p = drain(&mut s, t0);
+    assert_eq!((p[0].ssrc, p[0].seq, p[0].ts), (1, 2, 3));
+}
+
+#[test]
+fn offer_answer_then_media_end_to_end() {
+    use ivr12333::media::sdp::{LocalMedia, SdpSession};
+    use ivr12333::media::session::DigitSource;
+    let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 6000 RTP/AVP 8 0 100\r\na=rtpmap:100 telephone-event/8000\r\na=fmtp:100 0-15\r\n";
+    let mut sdp = SdpSession::new(
+        LocalMedia {
+            addr: "127.0.0.1".parse().unwrap(),
+            port: 30000,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+        },
+        77,
+    );
+    let (n, _answer) = sdp.answer(offer.as_bytes()).unwrap();
+    let t0 = Instant::now();
+    let mut s = MediaSession::from_negotiated(&n, 5, 100, 1000, t0);
+    let p = drain(&mut s, t0);
+    assert_eq!(p[0].pt, 8);
+    assert_eq!(p[0].to, addr("127.0.0.1:6000"));
+    // a key press with the caller's telephone-event PT 100
+    let ev = rtp::encode_event(rtp::TelephoneEvent {
+        event: 11,
+        end: false,
+        volume: 10,
+        duration: 0,
+    });
+    let mut buf = [0u8; 64];
+    let h = RtpOut {
+        payload_type: 100,
+        marker: true,
+        sequence: 9,
+        timestamp: 1600,
+        ssrc: 3,
+    };
+    let len = rtp::write(h, &ev, &mut buf).unwrap();
+    s.handle_rtp(ms(t0, 10), addr("127.0.0.1:6000"), &buf[..len]);
+    assert_eq!(
+        events(&mut s),
+        vec![MediaEvent::Digit {
+            digit: '#',
+            source: DigitSource::Rfc4733
+        }]
+    );
+    // hold via re-INVITE, then resume
+    let hold = offer.replace("t=0 0\r\n", "t=0 0\r\na=sendonly\r\n");
+    let (n, _) = sdp.answer(hold.as_bytes()).unwrap();
+    s.update(&n);
+    assert!(drain(&mut s, ms(t0, 1000)).is_empty());
+    let (n, _) = sdp.answer(offer.as_bytes()).unwrap();
+    s.update(&n);
+    assert_eq!(drain(&mut s, ms(t0, 2000)).len(), 1);
+}
+
+#[test]
+fn digit_queue_is_bounded() {
+    use ivr12333::media::session::MAX_QUEUED_DIGITS;
+    let t0 = Instant::now();
+    let mut s = new_session(t0);
+    for k in 0..1000u64 {
+        // INFO digits 1 s apart never merge
+        s.handle_info_digit(ms(t0, k * 1000), '1');
+    }
+    s.play(&[], 9);
+    let ev = events(&mut s);
+    assert_eq!(ev.len(), MAX_QUEUED_DIGITS + 1);
+    assert_eq!(
+        ev.last(),
+        Some(&MediaEvent::PlaybackDone {
+            token: 9,
+            interrupted: false
+        })
+    );
+}

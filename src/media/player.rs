@@ -183,3 +183,69 @@ impl Player {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::clip::Clip;
+    use std::sync::Arc;
+
+    fn clip(frames: usize) -> SharedClip {
+        Arc::new(Clip::from_pcm(&vec![3000i16; frames * FRAME_SAMPLES]))
+    }
+
+    /// (is silence, talkspurt start, finished token) for `n` slots.
+    fn run(p: &mut Player, n: usize) -> Vec<(bool, bool, Option<u64>)> {
+        (0..n)
+            .map(|_| {
+                let f = p.next_frame(Codec::Pcmu);
+                (f.frame == &PCMU_SILENCE, f.talkspurt_start, f.finished)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn idle_player_sends_silence() {
+        let mut p = Player::new();
+        assert!(!p.is_playing());
+        assert_eq!(run(&mut p, 2), vec![(true, false, None); 2]);
+        assert_eq!(silence_frame(Codec::Pcma)[0], 0xD5);
+    }
+
+    #[test]
+    fn tokens_and_talkspurts() {
+        let mut p = Player::new();
+        assert!(p.play(&[PlayItem::Clip(clip(2)), PlayItem::Silence { ms: 30 }], 1));
+        assert!(p.play(&[PlayItem::Clip(clip(1))], 2));
+        assert!(!p.play(&[], 3));
+        assert!(!p.play(&[PlayItem::Clip(clip(0))], 4));
+        assert_eq!(
+            run(&mut p, 6),
+            vec![
+                (false, true, None),
+                (false, false, None),
+                (true, false, None),    // 30 ms → 2 frames of silence
+                (true, false, Some(1)), // the command ends with its silence
+                (false, true, Some(2)), // clip after silence: new talkspurt
+                (true, false, None),
+            ]
+        );
+        assert!(!p.is_playing());
+    }
+
+    #[test]
+    fn stop_reports_each_queued_token_once() {
+        let mut p = Player::new();
+        p.play(&[PlayItem::Clip(clip(5)), PlayItem::Clip(clip(5))], 7);
+        p.play(&[PlayItem::Silence { ms: 100 }], 8);
+        run(&mut p, 1);
+        let mut cut = Vec::new();
+        p.stop(|t| cut.push(t));
+        assert_eq!(cut, vec![7, 8]);
+        p.stop(|t| cut.push(t));
+        assert_eq!(cut, vec![7, 8]);
+        // after a stop the next clip opens a talkspurt
+        p.play(&[PlayItem::Clip(clip(1))], 9);
+        assert_eq!(run(&mut p, 1), vec![(false, true, Some(9))]);
+    }
+}

@@ -199,11 +199,11 @@ impl SdpSession {
         let mut answer = self.session_skeleton();
         for (i, m) in offer.medias.iter().enumerate() {
             if i == index {
-                answer.medias.push(self.audio_media(
-                    &[peer.codec],
-                    peer.telephone_event_pt,
-                    direction,
-                ));
+                let mut media = self.audio_media(&[peer.codec], peer.telephone_event_pt, direction);
+                // RFC 3264 §6: the answer keeps the offered transport
+                // (RTP/AVP or RTP/AVPF).
+                media.proto = m.proto.clone();
+                answer.medias.push(media);
             } else {
                 answer.medias.push(rejected_media(m));
             }

@@ -77,6 +77,9 @@ pub const DEFAULT_INACTIVITY: Duration = Duration::from_secs(30);
 /// A packet from a source other than the latched one is accepted (and
 /// re-latches) only after the latched source was quiet this long.
 pub const RELATCH_AFTER: Duration = Duration::from_secs(2);
+/// Digits queued beyond this (a driver that never polls events, a peer
+/// flooding key presses) are dropped, so the queue stays bounded.
+pub const MAX_QUEUED_DIGITS: usize = 64;
 /// Smallest buffer `poll_transmit` needs.
 pub const MIN_BUFFER: usize = rtp::HEADER_LEN + FRAME_SAMPLES;
 
@@ -235,6 +238,24 @@ impl MediaSession {
         }
     }
 
+    /// A session straight from an offer/answer result, including its
+    /// direction (`new` starts `sendrecv`; an initial offer on hold needs
+    /// the direction too).
+    pub fn from_negotiated(
+        n: &Negotiated,
+        ssrc: u32,
+        initial_seq: u16,
+        initial_timestamp: u32,
+        now: Instant,
+    ) -> Self {
+        let mut s = MediaSession::new(
+            MediaConfig::from_negotiated(n, ssrc, initial_seq, initial_timestamp),
+            now,
+        );
+        s.update(n);
+        s
+    }
+
     /// Applies a new offer/answer result (re-INVITE): hold/resume, codec,
     /// telephone-event or address change.
     pub fn update(&mut self, n: &Negotiated) {
@@ -293,10 +314,7 @@ impl MediaSession {
                 && let Some(d) = self.rfc4733.handle(now, p.ssrc, p.timestamp, p.marker, ev)
                 && let Some(d) = self.merger.accept(now, Source::Media, d)
             {
-                self.events.push_back(MediaEvent::Digit {
-                    digit: d,
-                    source: DigitSource::Rfc4733,
-                });
+                push_digit(&mut self.events, d, DigitSource::Rfc4733);
             }
         } else if self.telephone_event_pt.is_none() {
             let mut pcm = [0i16; FRAME_SAMPLES];
@@ -307,10 +325,7 @@ impl MediaSession {
                 let events = &mut self.events;
                 self.inband.feed(out, &mut |d| {
                     if let Some(d) = merger.accept(now, Source::Media, d) {
-                        events.push_back(MediaEvent::Digit {
-                            digit: d,
-                            source: DigitSource::Inband,
-                        });
+                        push_digit(events, d, DigitSource::Inband);
                     }
                 });
             }
@@ -326,10 +341,7 @@ impl MediaSession {
             return;
         };
         if let Some(d) = self.merger.accept(now, Source::Info, d) {
-            self.events.push_back(MediaEvent::Digit {
-                digit: d,
-                source: DigitSource::Info,
-            });
+            push_digit(&mut self.events, d, DigitSource::Info);
         }
     }
 
@@ -486,5 +498,15 @@ impl MediaSession {
             }
             _ => self.rx_seq = Some((ssrc, seq)),
         }
+    }
+}
+
+fn push_digit(events: &mut VecDeque<MediaEvent>, digit: char, source: DigitSource) {
+    let queued = events
+        .iter()
+        .filter(|e| matches!(e, MediaEvent::Digit { .. }))
+        .count();
+    if queued < MAX_QUEUED_DIGITS {
+        events.push_back(MediaEvent::Digit { digit, source });
     }
 }
