@@ -445,3 +445,12 @@ fn mutated_fixtures_never_panic() {
     // most mutations only damage audio packets, which decoders skip
     assert!(loaded > 0);
 }
+
+#[test]
+fn library_is_shareable_across_runtime_threads() {
+    fn shared<T: Send + Sync + 'static>() -> bool {
+        true
+    }
+    assert!(shared::<PromptLibrary>());
+    assert!(shared::<ivr12333::media::clip::SharedClip>());
+}
