@@ -46,6 +46,9 @@ pub const MAX_SECONDS: u64 = 600;
 /// Longest pause [`PromptLibrary::silence`] builds; longer requests are
 /// clamped (pauses come from the speller and dialplans, never callers).
 pub const MAX_SILENCE_MS: u32 = 60_000;
+/// Source sample rates accepted (a corrupt header claiming 4 GHz must not
+/// size the resampler).
+pub const SOURCE_RATES: std::ops::RangeInclusive<u32> = 4000..=192_000;
 /// File extensions looked up for an id, in this order.
 pub const EXTENSIONS: [&str; 4] = ["wav", "flac", "ogg", "mp3"];
 
@@ -308,6 +311,15 @@ fn too_long(frames: u64, rate: u32) -> bool {
 
 /// Decodes to mono f32 in [-1, 1] at the file's own rate.
 pub fn decode_mono(path: &Path) -> Result<(Vec<f32>, u32), AudioError> {
+    // The decoders are third-party code reading operator-supplied files: a
+    // panic inside one (on a corrupt file) becomes an error naming the file,
+    // never a crashed start-up.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_any(path))).unwrap_or(Err(
+        AudioError::Decode("decoder panicked on this file".to_owned()),
+    ))
+}
+
+fn decode_any(path: &Path) -> Result<(Vec<f32>, u32), AudioError> {
     let is_wav = path
         .extension()
         .and_then(|e| e.to_str())
@@ -321,7 +333,14 @@ pub fn decode_mono(path: &Path) -> Result<(Vec<f32>, u32), AudioError> {
             Err(e) => return Err(AudioError::Wav(e.to_string())),
         }
     }
-    decode_symphonia(path)
+    // The decoders are third-party code reading operator-supplied files: a
+    // panic inside one (on a corrupt file) becomes an error naming the file,
+    // never a crashed start-up.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_symphonia(path))).unwrap_or(
+        Err(AudioError::Decode(
+            "decoder panicked on this file".to_owned(),
+        )),
+    )
 }
 
 fn decode_hound<R: std::io::Read>(
@@ -460,6 +479,11 @@ pub fn resample_to_8k(mono: &[f32], rate: u32) -> Result<Vec<f32>, AudioError> {
     if rate == RATE || mono.is_empty() {
         return Ok(mono.to_vec());
     }
+    if !SOURCE_RATES.contains(&rate) {
+        return Err(AudioError::Unsupported(
+            "sample rate outside 4000–192000 Hz",
+        ));
+    }
     let rs_err = |e: &dyn std::fmt::Display| AudioError::Resample(e.to_string());
     let mut fft = Fft::<f32>::new(rate as usize, RATE as usize, 1024, 1, FixedSync::Input)
         .map_err(|e| rs_err(&e))?;
@@ -542,6 +566,13 @@ mod tests {
                 "{rate} {n}"
             );
         }
+    }
+
+    #[test]
+    fn absurd_source_rates_are_refused() {
+        assert!(resample_to_8k(&[0.1; 10], 1).is_err());
+        assert!(resample_to_8k(&[0.1; 10], 4_000_000_000).is_err());
+        assert_eq!(resample_to_8k(&[0.1; 10], 4_000).unwrap().len(), 20);
     }
 
     #[test]
