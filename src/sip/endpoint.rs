@@ -808,12 +808,11 @@ impl Endpoint {
             .map(|(k, _)| k.clone())
             .collect();
         for k in dead {
-            if let Some(tx) = self.server_txs.remove(&k) {
-                if let Some(mk) = tx.merge_key
-                    && self.merge_index.get(&mk) == Some(&k)
-                {
-                    self.merge_index.remove(&mk);
-                }
+            if let Some(tx) = self.server_txs.remove(&k)
+                && let Some(mk) = tx.merge_key
+                && self.merge_index.get(&mk) == Some(&k)
+            {
+                self.merge_index.remove(&mk);
             }
             self.tx_calls.remove(&k);
         }
