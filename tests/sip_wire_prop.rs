@@ -61,15 +61,32 @@ fn variant(choices: &[u8], lf_only: bool) -> String {
     };
     let fold = |i: usize| if pick(i) % 3 == 0 { "\r\n  " } else { " " };
     let mut s = String::from("INVITE sip:12333@127.0.0.1 SIP/2.0\r\n");
-    s += &format!("{}:{}SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKprop;rport\r\n", name(0, "Via", Some("v")), fold(10));
+    s += &format!(
+        "{}:{}SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKprop;rport\r\n",
+        name(0, "Via", Some("v")),
+        fold(10)
+    );
     s += &format!("{}: 70\r\n", name(1, "Max-Forwards", None));
-    s += &format!("{}:{}\"A\" <sip:a@127.0.0.1>;tag=f1\r\n", name(2, "From", Some("f")), fold(11));
+    s += &format!(
+        "{}:{}\"A\" <sip:a@127.0.0.1>;tag=f1\r\n",
+        name(2, "From", Some("f")),
+        fold(11)
+    );
     s += &format!("{}: <sip:12333@127.0.0.1>\r\n", name(3, "To", Some("t")));
     s += &format!("{}: prop-1\r\n", name(4, "Call-ID", Some("i")));
     s += &format!("{}: 1 INVITE\r\n", name(5, "CSeq", None));
-    s += &format!("{}: <sip:a@127.0.0.1:5070>\r\n", name(6, "Contact", Some("m")));
-    s += &format!("{}: application/sdp\r\n", name(7, "Content-Type", Some("c")));
-    s += &format!("{}: 25\r\n\r\nv=0\r\nc=IN IP4 127.0.0.1\r\n", name(8, "Content-Length", Some("l")));
+    s += &format!(
+        "{}: <sip:a@127.0.0.1:5070>\r\n",
+        name(6, "Contact", Some("m"))
+    );
+    s += &format!(
+        "{}: application/sdp\r\n",
+        name(7, "Content-Type", Some("c"))
+    );
+    s += &format!(
+        "{}: 25\r\n\r\nv=0\r\nc=IN IP4 127.0.0.1\r\n",
+        name(8, "Content-Length", Some("l"))
+    );
     if lf_only {
         // Bare LF in the head only (the body is opaque bytes, counted by CL).
         let (head, body) = s.split_once("\r\n\r\n").unwrap();
