@@ -817,6 +817,10 @@ fn reinvite_hold_and_unhold() {
         );
         assert_eq!(to_tag(&ok), leg.to_tag);
         h.udp(&leg.ack_2xx(leg.cseq, None));
+        assert!(matches!(
+            h.take_events()[..],
+            [SipEvent::ReInviteAck { sdp: None, .. }]
+        ));
         h.advance(Duration::from_secs(5));
         assert!(h.take_out().is_empty(), "ACKed: no retransmission");
     }
@@ -1179,6 +1183,11 @@ fn shutdown_refuses_new_calls_keeps_old() {
     let (_, info) = leg.next("INFO", "", Some(("application/dtmf", "1")));
     h.udp(&info);
     assert_eq!(h.take_statuses(), [200]);
+    // Out-of-dialog OPTIONS (a balancer's probe) now says 503 too.
+    let probe = Leg::new("probe").build("OPTIONS", 1, "OPTIONS", "z9hG4bK-probe", false, "", None);
+    let r = status_and_msg(&mut h, &probe);
+    assert_eq!(r.status(), Some(503));
+    assert!(r.header("Retry-After").is_some());
     h.ep.hangup(h.now, call);
     h.run_until(h.now);
     assert_eq!(requests_at(&h.take_out(), "BYE").len(), 1);

@@ -162,6 +162,12 @@ pub enum SipEvent {
         call: CallHandle,
         offer: Option<Vec<u8>>,
     },
+    /// The ACK for our 2xx to a re-INVITE arrived (sdp = the answer when the
+    /// re-INVITE carried no offer and our 200 did).
+    ReInviteAck {
+        call: CallHandle,
+        sdp: Option<Vec<u8>>,
+    },
     /// A key from an INFO request. The digit is personal data: Debug hides it.
     Dtmf {
         call: CallHandle,
@@ -199,6 +205,11 @@ impl fmt::Debug for SipEvent {
                 .debug_struct("ReInvite")
                 .field("call", call)
                 .field("offer_len", &offer.as_ref().map(Vec::len))
+                .finish(),
+            SipEvent::ReInviteAck { call, sdp } => f
+                .debug_struct("ReInviteAck")
+                .field("call", call)
+                .field("sdp_len", &sdp.as_ref().map(Vec::len))
                 .finish(),
             SipEvent::Dtmf {
                 call, duration_ms, ..
@@ -706,6 +717,12 @@ impl Endpoint {
             "CANCEL" => self.handle_cancel(now, transport, src, &m, &req),
             _ if req.to_tag().is_some() => self.handle_in_dialog(now, transport, src, m, req),
             "INVITE" => self.handle_new_invite(now, transport, src, m, req),
+            // While draining, OPTIONS pings get 503 so that a load balancer
+            // (Kamailio dispatcher probing) stops sending new calls here.
+            "OPTIONS" if !self.admission.accepting() => {
+                let extra = vec![("Retry-After", "60".to_owned())];
+                self.respond_new_tx(now, transport, src, &m, &req, 503, extra, None);
+            }
             "OPTIONS" => {
                 let extra = Self::capabilities();
                 self.respond_new_tx(now, transport, src, &m, &req, 200, extra, None);
@@ -931,6 +948,9 @@ impl Endpoint {
             }
         } else if c.reinvite.as_ref().is_some_and(|r| r.answered) {
             c.reinvite = None;
+            let sdp = (!m.body.is_empty()).then(|| m.body.clone());
+            self.events
+                .push_back(SipEvent::ReInviteAck { call: h, sdp });
         }
     }
 
