@@ -1338,3 +1338,215 @@ fn call_ended_exactly_once_on_every_path() {
     assert_eq!(h.ended(), [EndReason::LocalBye]);
     assert_no_leak(&mut h);
 }
+
+// ----- outbound calls (UAC: agent transfer) --------------------------------
+
+use ivr12333::sip::OutboundCall;
+
+const AGENT: &str = "127.0.0.1:5090";
+
+/// The agent's response to one of our requests.
+fn agent_response(req: &Message, code: u16, tag: Option<&str>, extra: &str, body: &str) -> Vec<u8> {
+    let to = req.header("To").unwrap();
+    let to = match tag {
+        Some(t) if !to.contains("tag=") => format!("{to};tag={t}"),
+        _ => to.to_owned(),
+    };
+    let mut s = format!("SIP/2.0 {code} X\r\n");
+    for v in req.header_all("Via") {
+        s += &format!("Via: {v}\r\n");
+    }
+    s += &format!(
+        "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}",
+        req.header("From").unwrap(),
+        req.header("Call-ID").unwrap(),
+        req.header("CSeq").unwrap()
+    );
+    if body.is_empty() {
+        s += "Content-Length: 0\r\n\r\n";
+    } else {
+        s += &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    }
+    s.into_bytes()
+}
+
+fn place(h: &mut Harness) -> (ivr12333::sip::CallHandle, Message) {
+    let call = h.ep.invite(
+        h.now,
+        OutboundCall {
+            request_uri: format!("sip:agent01@{AGENT}"),
+            dest: AGENT.parse().unwrap(),
+            transport: Transport::Udp,
+            from_user: "12333".into(),
+            sdp: Some(b"v=0\r\noffer".to_vec()),
+        },
+    );
+    h.run_until(h.now);
+    let out = h.take_out();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.dest, AGENT.parse::<SocketAddr>().unwrap());
+    let inv = msg(&out[0].1.bytes);
+    assert_eq!(inv.method(), Some("INVITE"));
+    assert_eq!(
+        inv.request_uri(),
+        Some(format!("sip:agent01@{AGENT}").as_str())
+    );
+    assert_eq!(inv.body, b"v=0\r\noffer");
+    (call, inv)
+}
+
+fn agent_says(h: &mut Harness, bytes: &[u8]) {
+    h.send(Transport::Udp, AGENT.parse().unwrap(), bytes);
+}
+
+#[test]
+fn outbound_call_answered_then_our_bye() {
+    let mut h = Harness::standard();
+    let (call, inv) = place(&mut h);
+    agent_says(&mut h, &agent_response(&inv, 100, None, "", ""));
+    agent_says(&mut h, &agent_response(&inv, 180, Some("ag1"), "", ""));
+    assert!(matches!(
+        h.take_events()[..],
+        [SipEvent::Progress { status: 180, .. }]
+    ));
+    let ok = agent_response(
+        &inv,
+        200,
+        Some("ag1"),
+        "Contact: <sip:agent01@127.0.0.1:5091>\r\nRecord-Route: <sip:127.0.0.1:5099;lr>\r\n",
+        "v=0\r\nanswer",
+    );
+    agent_says(&mut h, &ok);
+    match &h.take_events()[..] {
+        [
+            SipEvent::Answered {
+                call: c,
+                sdp: Some(s),
+            },
+        ] => {
+            assert_eq!(*c, call);
+            assert_eq!(s, b"v=0\r\nanswer");
+        }
+        other => panic!("{other:?}"),
+    }
+    let out = h.take_out();
+    let ack = msg(&out[0].1.bytes);
+    assert_eq!(ack.method(), Some("ACK"));
+    assert_eq!(ack.header("CSeq"), Some("1 ACK"));
+    assert_eq!(ack.request_uri(), Some("sip:agent01@127.0.0.1:5091"));
+    assert_eq!(ack.header("Route"), Some("<sip:127.0.0.1:5099;lr>"));
+    assert_eq!(
+        out[0].1.dest,
+        "127.0.0.1:5099".parse::<SocketAddr>().unwrap()
+    );
+    // A retransmitted 200 is ACKed again, no second event.
+    agent_says(&mut h, &ok);
+    assert_eq!(requests_at(&h.take_out(), "ACK").len(), 1);
+    assert!(h.take_events().is_empty());
+    h.ep.hangup(h.now, call);
+    h.run_until(h.now);
+    let out = h.take_out();
+    let bye = msg(&out[0].1.bytes);
+    assert_eq!(bye.method(), Some("BYE"));
+    assert_eq!(bye.header("CSeq"), Some("2 BYE"));
+    assert!(bye.header("To").unwrap().contains("tag=ag1"));
+    agent_says(&mut h, &agent_response(&bye, 200, None, "", ""));
+    assert_eq!(h.ended(), [EndReason::LocalBye]);
+    assert_no_leak(&mut h);
+}
+
+#[test]
+fn outbound_call_agent_hangs_up() {
+    let mut h = Harness::standard();
+    let (call, inv) = place(&mut h);
+    agent_says(
+        &mut h,
+        &agent_response(
+            &inv,
+            200,
+            Some("ag2"),
+            "Contact: <sip:agent01@127.0.0.1:5090>\r\n",
+            "v=0\r\n",
+        ),
+    );
+    h.take_out();
+    h.take_events();
+    let from = inv.header("From").unwrap();
+    let to = format!("{};tag=ag2", inv.header("To").unwrap());
+    let bye = format!(
+        "BYE sip:12333@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT};branch=z9hG4bK-agbye\r\nFrom: {to}\r\nTo: {from}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        inv.header("Call-ID").unwrap()
+    );
+    agent_says(&mut h, bye.as_bytes());
+    assert_eq!(h.take_statuses(), [200]);
+    assert_eq!(
+        h.events.last(),
+        Some(&SipEvent::CallEnded {
+            call,
+            reason: EndReason::RemoteBye
+        })
+    );
+    assert_no_leak(&mut h);
+}
+
+#[test]
+fn outbound_call_rejected_is_acked() {
+    let mut h = Harness::standard();
+    let (_, inv) = place(&mut h);
+    let busy = agent_response(&inv, 486, Some("ag3"), "", "");
+    agent_says(&mut h, &busy);
+    let out = h.take_out();
+    let ack = msg(&out[0].1.bytes);
+    assert_eq!(ack.method(), Some("ACK"));
+    assert_eq!(
+        ack.header("Via"),
+        inv.header("Via"),
+        "same branch as the INVITE"
+    );
+    assert_eq!(h.ended(), [EndReason::Rejected(486)]);
+    agent_says(&mut h, &busy);
+    assert_eq!(
+        requests_at(&h.take_out(), "ACK").len(),
+        1,
+        "re-ACKed in Completed"
+    );
+    assert_no_leak(&mut h);
+}
+
+#[test]
+fn outbound_call_unanswered_times_out() {
+    let mut h = Harness::standard();
+    place(&mut h);
+    h.advance(Duration::from_secs(40));
+    assert_eq!(
+        requests_at(&h.take_out(), "INVITE"),
+        [500, 1500, 3500, 7500, 15500, 31500],
+        "Timer A doubling"
+    );
+    assert_eq!(h.ended(), [EndReason::Rejected(408)], "Timer B");
+    assert_no_leak(&mut h);
+}
+
+#[test]
+fn outbound_call_cancelled_while_ringing() {
+    let mut h = Harness::standard();
+    let (call, inv) = place(&mut h);
+    // Hang up before any provisional: CANCEL must wait for one (§9.1).
+    h.ep.hangup(h.now, call);
+    h.run_until(h.now);
+    assert!(h.take_out().is_empty());
+    agent_says(&mut h, &agent_response(&inv, 180, Some("ag4"), "", ""));
+    let out = h.take_out();
+    let cancel = msg(&out[0].1.bytes);
+    assert_eq!(cancel.method(), Some("CANCEL"));
+    assert_eq!(cancel.header("Via"), inv.header("Via"));
+    assert_eq!(cancel.header("CSeq"), Some("1 CANCEL"));
+    agent_says(&mut h, &agent_response(&cancel, 200, Some("ag4"), "", ""));
+    agent_says(&mut h, &agent_response(&inv, 487, Some("ag4"), "", ""));
+    assert_eq!(requests_at(&h.take_out(), "ACK").len(), 1);
+    assert_eq!(h.ended(), [EndReason::Cancelled]);
+    assert_no_leak(&mut h);
+}
