@@ -1550,3 +1550,70 @@ fn outbound_call_cancelled_while_ringing() {
     assert_eq!(h.ended(), [EndReason::Cancelled]);
     assert_no_leak(&mut h);
 }
+
+// ----- privacy ----------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+    type Writer = LogBuf;
+    fn make_writer(&'a self) -> LogBuf {
+        self.clone()
+    }
+}
+
+#[test]
+fn dtmf_digits_never_reach_logs_or_debug_output() {
+    let buf = LogBuf::default();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(buf.clone())
+        .with_ansi(false)
+        .finish();
+    let mut debug_dump = String::new();
+    tracing::subscriber::with_default(sub, || {
+        let mut h = Harness::standard();
+        let mut leg = Leg::new("privacy");
+        confirmed_call(&mut h, &mut leg);
+        for (ct, body) in [
+            ("application/dtmf-relay", "Signal=9\r\nDuration=160\r\n"),
+            ("application/dtmf", "9"),
+            ("application/dtmf", "bogus-9"),
+        ] {
+            let (_, info) = leg.next("INFO", "", Some((ct, body)));
+            h.udp(&info);
+            // and a corrupted copy, which is logged as dropped or rejected
+            h.knobs.corrupt_next = 1;
+            h.udp(&info);
+        }
+        h.settle();
+        for e in &h.events {
+            debug_dump.push_str(&format!("{e:?}\n"));
+        }
+        for (_, t) in &h.out {
+            debug_dump.push_str(&format!("{t:?}\n"));
+        }
+        assert!(
+            h.events
+                .iter()
+                .any(|e| matches!(e, SipEvent::Dtmf { digit: '9', .. }))
+        );
+    });
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    for text in [&logs, &debug_dump] {
+        assert!(!text.contains("Signal"), "{text}");
+        assert!(!text.contains("'9'"), "{text}");
+        assert!(!text.contains("bogus"), "{text}");
+    }
+}
