@@ -69,6 +69,10 @@ impl fmt::Debug for Transmit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallHandle(pub u64);
 
+const MAX_T1: Duration = Duration::from_secs(10);
+const MAX_T2: Duration = Duration::from_secs(60);
+const MAX_T4: Duration = Duration::from_secs(60);
+
 /// Endpoint settings. `Default` gives RFC timer values and open admission.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -110,8 +114,14 @@ impl EndpointConfig {
         for c in &self.allow_from {
             Cidr::parse(c)?;
         }
-        if self.t1.is_zero() || self.t2 < self.t1 || self.t4.is_zero() {
-            return Err("timers: need 0 < T1 <= T2 and T4 > 0".to_owned());
+        if self.t1.is_zero()
+            || self.t2 < self.t1
+            || self.t4.is_zero()
+            || self.t1 > MAX_T1
+            || self.t2 > MAX_T2
+            || self.t4 > MAX_T4
+        {
+            return Err("timers: need 0 < T1 <= 10 s, T1 <= T2 <= 60 s, 0 < T4 <= 60 s".to_owned());
         }
         if self.user_agent.contains(['\r', '\n']) {
             return Err("user_agent must be one line".to_owned());
@@ -438,10 +448,13 @@ fn random_token() -> String {
 
 impl Endpoint {
     pub fn new(cfg: EndpointConfig) -> Endpoint {
+        // Clamped so that deadline arithmetic can never overflow, whatever
+        // the configuration (`validate` reports out-of-range values).
+        let t1 = cfg.t1.clamp(Duration::from_millis(1), MAX_T1);
         let timers = TimerConfig {
-            t1: cfg.t1,
-            t2: cfg.t2,
-            t4: cfg.t4,
+            t1,
+            t2: cfg.t2.clamp(t1, MAX_T2),
+            t4: cfg.t4.clamp(Duration::from_millis(1), MAX_T4),
         };
         let admission = Admission::new(&cfg.allow_from, cfg.max_calls, cfg.max_calls_per_second);
         Endpoint {
