@@ -40,6 +40,8 @@ pub struct Harness {
     pub out: Vec<(Duration, Transmit)>,
     pub events: Vec<SipEvent>,
     pub knobs: Knobs,
+    /// Every call the endpoint reported (kept even when events are taken).
+    pub calls: Vec<ivr12333::sip::CallHandle>,
     pending: VecDeque<(Instant, Transport, SocketAddr, Vec<u8>)>,
     corrupt_seed: u64,
 }
@@ -54,6 +56,7 @@ impl Harness {
             out: Vec::new(),
             events: Vec::new(),
             knobs: Knobs::default(),
+            calls: Vec::new(),
             pending: VecDeque::new(),
             corrupt_seed: 0x9e37_79b9_7f4a_7c15,
         }
@@ -144,6 +147,9 @@ impl Harness {
             self.out.push((self.now - self.t0, t));
         }
         while let Some(e) = self.ep.poll_event() {
+            if let SipEvent::IncomingCall { call, .. } = &e {
+                self.calls.push(*call);
+            }
             self.events.push(e);
         }
     }
@@ -404,6 +410,21 @@ fn assert_no_leak(h: &mut Harness) {
     assert_eq!(h.ep.poll_timeout(), None);
 }
 
+/// Ends every call still up (BYE or 480 as fits), runs all timers out and
+/// checks that nothing leaked: every scenario ends with this or
+/// `assert_no_leak`.
+fn finish(h: &mut Harness) {
+    let calls = h.calls.clone();
+    for c in calls {
+        h.ep.hangup(h.now, c);
+    }
+    h.settle();
+    // a call hung up before its ACK sends BYE only after the give-up
+    h.settle();
+    assert_eq!(h.ep.transaction_count(), 0, "leaked transactions");
+    assert_eq!(h.ep.active_calls(), 0, "leaked calls");
+}
+
 #[test]
 fn basic_call_remote_bye() {
     let mut h = Harness::standard();
@@ -504,6 +525,7 @@ fn invite_retransmits_are_absorbed() {
     assert!(h.take_events().is_empty());
     h.ep.hangup(h.now, call);
     assert_eq!(h.ep.active_calls(), 1, "BYE waits for the ACK");
+    finish(&mut h);
 }
 
 #[test]
@@ -567,6 +589,7 @@ fn lost_200_is_recovered_by_retransmission() {
     h.advance(Duration::from_secs(40));
     assert!(h.take_out().is_empty());
     assert_eq!(h.ep.active_calls(), 1);
+    finish(&mut h);
 }
 
 #[test]
@@ -593,6 +616,7 @@ fn late_offer_answer_in_ack() {
         [SipEvent::CallConfirmed { sdp: Some(s), .. }] => assert_eq!(s, b"v=0\r\nanswer"),
         other => panic!("{other:?}"),
     }
+    finish(&mut h);
 }
 
 #[test]
@@ -612,6 +636,7 @@ fn timer_g_and_h_for_non_2xx() {
     );
     assert_eq!(h.ended(), [EndReason::Rejected(486)]);
     assert_eq!(h.ep.transaction_count(), 0, "Timer H ended it at 32 s");
+    finish(&mut h);
 }
 
 #[test]
@@ -631,6 +656,7 @@ fn ack_stops_timer_g_and_timer_i_absorbs() {
     assert_eq!(h.ep.transaction_count(), 1, "Timer I (T4) still absorbing");
     h.advance(Duration::from_secs(2));
     assert_eq!(h.ep.transaction_count(), 0);
+    finish(&mut h);
 }
 
 #[test]
@@ -654,6 +680,7 @@ fn timer_j_non_invite_server() {
     assert_eq!(h.ep.transaction_count(), 1, "Timer J is 64*T1 = 32 s");
     h.advance(Duration::from_secs(1));
     assert_eq!(h.ep.transaction_count(), 0);
+    finish(&mut h);
 }
 
 #[test]
@@ -749,6 +776,7 @@ fn cancel_after_answer_gets_only_200() {
     h.udp(&leg.cancel(&branch, 1));
     assert_eq!(h.take_statuses(), [200]);
     assert!(h.ended().is_empty());
+    finish(&mut h);
 }
 
 #[test]
@@ -826,6 +854,7 @@ fn reinvite_hold_and_unhold() {
     }
     assert_eq!(h.ep.active_calls(), 1);
     assert!(h.ended().is_empty());
+    finish(&mut h);
 }
 
 #[test]
@@ -844,6 +873,7 @@ fn reinvite_rejected_by_app() {
     h.settle();
     assert_eq!(h.ep.transaction_count(), 0);
     assert_eq!(h.ep.active_calls(), 1);
+    finish(&mut h);
 }
 
 #[test]
@@ -872,6 +902,7 @@ fn glare_second_reinvite_gets_491() {
     assert_eq!(st, [200, 487]);
     assert_eq!(h.ended(), [EndReason::RemoteBye]);
     let _ = call;
+    finish(&mut h);
 }
 
 #[test]
@@ -890,6 +921,7 @@ fn lower_cseq_gets_500() {
     let same = leg.build("OPTIONS", leg.cseq, "OPTIONS", &b, true, "", None);
     h.udp(&same);
     assert_eq!(h.take_statuses(), [500]);
+    finish(&mut h);
 }
 
 #[test]
@@ -938,6 +970,7 @@ fn info_dtmf_both_body_types() {
     h.udp(&d);
     assert_eq!(h.take_statuses(), [400]);
     assert!(h.take_events().is_empty());
+    finish(&mut h);
 }
 
 #[test]
@@ -960,6 +993,7 @@ fn in_dialog_options_and_unknown_dialog_481() {
     h.udp(&stray.build("BYE", 5, "BYE", "z9hG4bK-stray", false, "", None));
     assert_eq!(h.take_statuses(), [481, 481, 481]);
     assert!(h.take_events().is_empty());
+    finish(&mut h);
 }
 
 fn status_and_msg(h: &mut Harness, bytes: &[u8]) -> Message {
@@ -1079,6 +1113,7 @@ fn merged_request_gets_482() {
     h.udp(&other);
     assert_eq!(h.take_statuses(), [482]);
     assert!(h.take_events().is_empty());
+    finish(&mut h);
 }
 
 #[test]
@@ -1111,6 +1146,7 @@ fn no_rport_goes_to_sent_by_port() {
             .unwrap()
             .contains("received=127.0.0.2")
     );
+    finish(&mut h);
 }
 
 #[test]
@@ -1133,6 +1169,7 @@ fn allowlist_403() {
     // OPTIONS is not an INVITE: answered whatever the source.
     h.udp(&leg.build("OPTIONS", 9, "OPTIONS", "z9hG4bK-o9", false, "", None));
     assert_eq!(h.take_statuses(), [200]);
+    finish(&mut h);
 }
 
 #[test]
@@ -1168,6 +1205,7 @@ fn capacity_and_rate_503_with_retry_after() {
     assert_eq!(r.header("Retry-After"), Some("1"));
     h.advance(Duration::from_secs(1));
     start_call(&mut h, &mut Leg::new("rate3"));
+    finish(&mut h);
 }
 
 #[test]
@@ -1193,6 +1231,7 @@ fn shutdown_refuses_new_calls_keeps_old() {
     assert_eq!(requests_at(&h.take_out(), "BYE").len(), 1);
     h.ep.set_accepting(true);
     start_call(&mut h, &mut Leg::new("again"));
+    finish(&mut h);
 }
 
 #[test]
@@ -1249,6 +1288,7 @@ fn tcp_framing_split_joined_keepalive() {
     h.run_until(h.now);
     let ok = msg(&h.take_out()[0].1.bytes);
     assert!(ok.header("Contact").unwrap().contains("transport=tcp"));
+    finish(&mut h);
 }
 
 #[test]
@@ -1310,6 +1350,7 @@ fn duplicated_delayed_and_corrupted_input() {
     h.settle();
     assert_eq!(h.ep.active_calls(), 0);
     assert_eq!(h.ep.transaction_count(), 0);
+    finish(&mut h);
 }
 
 #[test]
