@@ -29,11 +29,18 @@ fn free_udp_port() -> u16 {
 struct Stats {
     incoming: usize,
     ended: usize,
+    dtmf: usize,
+    reinvites: usize,
 }
 
 /// Runs the endpoint until SIPp exits (bounded); returns SIPp's success and
 /// what the endpoint saw.
 fn run(tcp: bool, calls: u32) -> (bool, Stats, Endpoint) {
+    run_scenario(tcp, calls, None)
+}
+
+/// `scenario`: path of a SIPp XML scenario (default: built-in `uac`).
+fn run_scenario(tcp: bool, calls: u32, scenario: Option<&str>) -> (bool, Stats, Endpoint) {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_nonblocking(true).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -51,11 +58,14 @@ fn run(tcp: bool, calls: u32) -> (bool, Stats, Endpoint) {
     };
     let mut ep = Endpoint::new(cfg);
     let sipp_port = free_udp_port();
+    let scenario_args: Vec<&str> = match scenario {
+        Some(f) => vec!["-sf", f],
+        None => vec!["-sn", "uac"],
+    };
     let mut child = Command::new("sipp")
+        .args(scenario_args)
         .args([
-            "-sn",
-            "uac",
-            &local.to_string(),
+            local.to_string().as_str(),
             "-s",
             "12333",
             "-i",
@@ -86,6 +96,8 @@ fn run(tcp: bool, calls: u32) -> (bool, Stats, Endpoint) {
     let mut stats = Stats {
         incoming: 0,
         ended: 0,
+        dtmf: 0,
+        reinvites: 0,
     };
     let mut conn: Option<(TcpStream, SocketAddr, StreamFramer)> = None;
     let mut buf = vec![0u8; 65_536];
@@ -129,6 +141,11 @@ fn run(tcp: bool, calls: u32) -> (bool, Stats, Endpoint) {
                     ep.answer(now, call, SDP.to_vec());
                 }
                 SipEvent::CallEnded { .. } => stats.ended += 1,
+                SipEvent::Dtmf { digit: '5', .. } => stats.dtmf += 1,
+                SipEvent::ReInvite { call, .. } => {
+                    stats.reinvites += 1;
+                    ep.answer_reinvite(now, call, Ok(SDP.to_vec()));
+                }
                 _ => {}
             }
         }
@@ -188,4 +205,130 @@ fn sipp_uac_calls_over_tcp() {
     assert_eq!(stats.incoming, 20);
     assert_eq!(stats.ended, 20);
     assert_eq!(ep.active_calls(), 0);
+}
+
+/// INVITE, ACK, INFO (dtmf-relay), re-INVITE (hold), ACK, BYE: every answer
+/// checked by SIPp, every event checked here.
+const FEATURES: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="ivr12333 features">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:13800138000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:13800138000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+INFO sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:13800138000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 INFO
+Max-Forwards: 70
+Content-Type: application/dtmf-relay
+Content-Length: [len]
+
+Signal=5
+Duration=160
+]]></send>
+  <recv response="200"/>
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:13800138000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 3 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687638 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=sendonly
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:13800138000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 3 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:13800138000@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 4 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+</scenario>
+"#;
+
+fn features(tcp: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("features.xml");
+    std::fs::write(&path, FEATURES).unwrap();
+    let (ok, stats, ep) = run_scenario(tcp, 20, Some(path.to_str().unwrap()));
+    assert!(ok, "sipp reported failed calls");
+    assert_eq!(stats.incoming, 20);
+    assert_eq!(stats.dtmf, 20);
+    assert_eq!(stats.reinvites, 20);
+    assert_eq!(stats.ended, 20);
+    assert_eq!(ep.active_calls(), 0);
+}
+
+#[test]
+#[ignore = "needs the sipp binary (Debian sip-tester)"]
+fn sipp_info_dtmf_and_hold_over_udp() {
+    features(false);
+}
+
+#[test]
+#[ignore = "needs the sipp binary (Debian sip-tester)"]
+fn sipp_info_dtmf_and_hold_over_tcp() {
+    features(true);
 }
