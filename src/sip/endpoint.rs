@@ -916,8 +916,16 @@ impl Endpoint {
             for h in bye_waiters {
                 self.end_call(now, h, EndReason::LocalBye);
             }
+            // An outbound call still ringing has lost its only path; an
+            // answered one ends when it next needs to send, like the rest.
             for h in invite_waiters {
-                self.end_call(now, h, EndReason::TransportError);
+                if self
+                    .calls
+                    .get(&h)
+                    .is_some_and(|c| c.state == CallState::Early)
+                {
+                    self.end_call(now, h, EndReason::TransportError);
+                }
             }
         }
     }
