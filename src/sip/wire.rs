@@ -8,7 +8,8 @@
 //! an ordered list of headers with canonical long names (one entry per
 //! comma-separated Via/Route/Record-Route/Contact value) and a body framed by
 //! Content-Length. [`Message::to_bytes`] prints the normalised form, which
-//! rsip (or anything else) accepts.
+//! rsip accepts (tested on the valid RFC 4475 messages; rsip still rejects a
+//! `;` inside a URI user part, RFC 4475 `semiuri`).
 //!
 //! Everything here treats its input as hostile: sizes are capped by
 //! [`WireLimits`], no indexing is unchecked, and defects that still leave a
