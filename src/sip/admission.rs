@@ -123,6 +123,10 @@ impl Admission {
         self.accepting = accepting;
     }
 
+    pub fn accepting(&self) -> bool {
+        self.accepting
+    }
+
     /// Decides on a new INVITE from `ip` with `active` calls in progress; an
     /// admitted call counts against the per-second rate.
     pub fn admit(&mut self, now: Instant, ip: IpAddr, active: usize) -> Result<(), Refusal> {

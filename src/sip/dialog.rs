@@ -97,6 +97,21 @@ impl Dialog {
         body: Option<(&str, &[u8])>,
     ) -> Vec<u8> {
         self.local_cseq = self.local_cseq.saturating_add(1);
+        let cseq = self.local_cseq;
+        self.build_request_with_cseq(method, cseq, via, user_agent, extra, body)
+    }
+
+    /// Builds an in-dialog request with a given CSeq (the ACK for a 2xx
+    /// carries the INVITE's, §13.2.2.4).
+    pub fn build_request_with_cseq(
+        &self,
+        method: &str,
+        cseq: u32,
+        via: &str,
+        user_agent: &str,
+        extra: &[(&str, String)],
+        body: Option<(&str, &[u8])>,
+    ) -> Vec<u8> {
         let mut s = format!(
             "{method} {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n",
             self.remote_target
@@ -108,7 +123,7 @@ impl Dialog {
         }
         s.push_str(&format!(
             "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} {method}\r\nUser-Agent: {user_agent}\r\n",
-            self.local_party, self.remote_party, self.call_id, self.local_cseq
+            self.local_party, self.remote_party, self.call_id, cseq
         ));
         for (n, v) in extra {
             s.push_str(&format!("{n}: {v}\r\n"));

@@ -18,10 +18,13 @@ use std::time::{Duration, Instant};
 use super::admission::{Admission, Cidr};
 use super::dialog::Dialog;
 use super::dtmf_info::{InfoDtmfError, parse_info_dtmf};
-use super::message::{ResponseSpec, Via, build_response, parse_cseq, udp_response_dest, uri_user};
+use super::message::{
+    NameAddr, ResponseSpec, Via, build_response, parse_cseq, udp_response_dest, uri_user,
+};
 use super::timers::TimerConfig;
+use super::transaction::invite_client::AckTemplate;
 use super::transaction::{
-    InviteServer, InviteServerState, NonInviteClient, NonInviteServer, TxOutput,
+    InviteClient, InviteServer, InviteServerState, NonInviteClient, NonInviteServer, TxOutput,
 };
 use super::validate::{self, ALLOW, Request};
 use super::wire::{self, Message, Parsed, WireLimits};
@@ -66,6 +69,10 @@ impl fmt::Debug for Transmit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallHandle(pub u64);
 
+const MAX_T1: Duration = Duration::from_secs(10);
+const MAX_T2: Duration = Duration::from_secs(60);
+const MAX_T4: Duration = Duration::from_secs(60);
+
 /// Endpoint settings. `Default` gives RFC timer values and open admission.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -107,8 +114,14 @@ impl EndpointConfig {
         for c in &self.allow_from {
             Cidr::parse(c)?;
         }
-        if self.t1.is_zero() || self.t2 < self.t1 || self.t4.is_zero() {
-            return Err("timers: need 0 < T1 <= T2 and T4 > 0".to_owned());
+        if self.t1.is_zero()
+            || self.t2 < self.t1
+            || self.t4.is_zero()
+            || self.t1 > MAX_T1
+            || self.t2 > MAX_T2
+            || self.t4 > MAX_T4
+        {
+            return Err("timers: need 0 < T1 <= 10 s, T1 <= T2 <= 60 s, 0 < T4 <= 60 s".to_owned());
         }
         if self.user_agent.contains(['\r', '\n']) {
             return Err("user_agent must be one line".to_owned());
@@ -162,11 +175,28 @@ pub enum SipEvent {
         call: CallHandle,
         offer: Option<Vec<u8>>,
     },
+    /// The ACK for our 2xx to a re-INVITE arrived (sdp = the answer when the
+    /// re-INVITE carried no offer and our 200 did).
+    ReInviteAck {
+        call: CallHandle,
+        sdp: Option<Vec<u8>>,
+    },
     /// A key from an INFO request. The digit is personal data: Debug hides it.
     Dtmf {
         call: CallHandle,
         digit: char,
         duration_ms: Option<u32>,
+    },
+    /// Outbound call: a provisional response above 100 (180, 183 + early SDP).
+    Progress {
+        call: CallHandle,
+        status: u16,
+        sdp: Option<Vec<u8>>,
+    },
+    /// Outbound call answered (2xx; the ACK has been sent). `sdp` = answer.
+    Answered {
+        call: CallHandle,
+        sdp: Option<Vec<u8>>,
     },
     /// Exactly once per call, on every exit path.
     CallEnded { call: CallHandle, reason: EndReason },
@@ -200,6 +230,11 @@ impl fmt::Debug for SipEvent {
                 .field("call", call)
                 .field("offer_len", &offer.as_ref().map(Vec::len))
                 .finish(),
+            SipEvent::ReInviteAck { call, sdp } => f
+                .debug_struct("ReInviteAck")
+                .field("call", call)
+                .field("sdp_len", &sdp.as_ref().map(Vec::len))
+                .finish(),
             SipEvent::Dtmf {
                 call, duration_ms, ..
             } => f
@@ -207,6 +242,17 @@ impl fmt::Debug for SipEvent {
                 .field("call", call)
                 .field("digit", &"<redacted>")
                 .field("duration_ms", duration_ms)
+                .finish(),
+            SipEvent::Progress { call, status, sdp } => f
+                .debug_struct("Progress")
+                .field("call", call)
+                .field("status", status)
+                .field("sdp_len", &sdp.as_ref().map(Vec::len))
+                .finish(),
+            SipEvent::Answered { call, sdp } => f
+                .debug_struct("Answered")
+                .field("call", call)
+                .field("sdp_len", &sdp.as_ref().map(Vec::len))
                 .finish(),
             SipEvent::CallEnded { call, reason } => f
                 .debug_struct("CallEnded")
@@ -245,11 +291,55 @@ impl ServerTx {
     }
 }
 
+enum ClientKind {
+    NonInvite(NonInviteClient),
+    Invite(InviteClient),
+}
+
+impl ClientKind {
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            ClientKind::NonInvite(t) => t.poll_timeout(),
+            ClientKind::Invite(t) => t.poll_timeout(),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant, out: &mut Vec<TxOutput>) {
+        match self {
+            ClientKind::NonInvite(t) => t.handle_timeout(now, out),
+            ClientKind::Invite(t) => t.handle_timeout(now, out),
+        }
+    }
+
+    fn is_terminated(&self) -> bool {
+        match self {
+            ClientKind::NonInvite(t) => t.is_terminated(),
+            ClientKind::Invite(t) => t.is_terminated(),
+        }
+    }
+
+    fn terminate(&mut self) {
+        match self {
+            ClientKind::NonInvite(t) => t.terminate(),
+            ClientKind::Invite(t) => t.terminate(),
+        }
+    }
+}
+
+/// What a client transaction is for (how its outcome affects its call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Bye,
+    Cancel,
+    Invite,
+}
+
 struct ClientTx {
-    tx: NonInviteClient,
+    kind: ClientKind,
+    purpose: Purpose,
     transport: Transport,
     dest: SocketAddr,
-    /// The call waiting for this BYE's outcome, if any.
+    /// The call waiting for this transaction's outcome, if any.
     call: Option<CallHandle>,
 }
 
@@ -268,6 +358,8 @@ enum CallState {
 /// transport, T1 doubling to T2, giving up after 64·T1.
 struct OkRetransmit {
     bytes: Vec<u8>,
+    transport: Transport,
+    dest: SocketAddr,
     cseq: u32,
     next: Instant,
     interval: Duration,
@@ -296,6 +388,38 @@ struct Call {
     reinvite: Option<PendingReInvite>,
     /// The app hung up before the ACK: BYE goes out once it arrives.
     hangup_after_ack: bool,
+    /// Set for calls we placed (UAC); `invite`/`invite_tx` then describe
+    /// our own INVITE.
+    uac: Option<UacState>,
+}
+
+/// An outbound call's INVITE client side (RFC 3261 §13.2, §9.1).
+struct UacState {
+    dest: SocketAddr,
+    invite_cseq: u32,
+    /// Our CANCEL, ready to go (same branch/CSeq as the INVITE).
+    cancel: Vec<u8>,
+    got_provisional: bool,
+    cancel_requested: bool,
+    cancel_sent: bool,
+    /// The ACK for the 2xx, resent for each 2xx retransmission.
+    ack: Option<Vec<u8>>,
+}
+
+/// A call to place (agent transfer). No DNS here: `dest` is where the
+/// runtime resolved the target to; `transport` is UDP or a TCP connection
+/// the runtime opened to it.
+#[derive(Debug, Clone)]
+pub struct OutboundCall {
+    /// Request-URI, e.g. `sip:agent01@10.0.0.5:5060`.
+    pub request_uri: String,
+    pub dest: SocketAddr,
+    pub transport: Transport,
+    /// Our user part in From, e.g. `12333`.
+    pub from_user: String,
+    /// The SDP offer (None: the 2xx carries the offer; answer in ACK is
+    /// not supported for outbound calls, so pass an offer).
+    pub sdp: Option<Vec<u8>>,
 }
 
 /// The SIP user agent of the IVR. See the module docs.
@@ -324,10 +448,13 @@ fn random_token() -> String {
 
 impl Endpoint {
     pub fn new(cfg: EndpointConfig) -> Endpoint {
+        // Clamped so that deadline arithmetic can never overflow, whatever
+        // the configuration (`validate` reports out-of-range values).
+        let t1 = cfg.t1.clamp(Duration::from_millis(1), MAX_T1);
         let timers = TimerConfig {
-            t1: cfg.t1,
-            t2: cfg.t2,
-            t4: cfg.t4,
+            t1,
+            t2: cfg.t2.clamp(t1, MAX_T2),
+            t4: cfg.t4.clamp(Duration::from_millis(1), MAX_T4),
         };
         let admission = Admission::new(&cfg.allow_from, cfg.max_calls, cfg.max_calls_per_second);
         Endpoint {
@@ -400,14 +527,14 @@ impl Endpoint {
         self.transmits.extend(sends);
         self.reap_server_txs();
 
-        // Client transactions (our BYEs): Timer E resends, F gives up, K ends.
-        let mut finished = Vec::new();
+        // Client transactions: Timers A/E resend, B/F give up, D/K/M end.
+        let mut outcomes = Vec::new();
         for ctx in self.client_txs.values_mut() {
-            if ctx.tx.poll_timeout().is_none_or(|t| t > now) {
+            if ctx.kind.poll_timeout().is_none_or(|t| t > now) {
                 continue;
             }
             let mut out = Vec::new();
-            ctx.tx.handle_timeout(now, &mut out);
+            ctx.kind.handle_timeout(now, &mut out);
             for o in out {
                 match o {
                     TxOutput::Send(b) => self.transmits.push_back(Transmit {
@@ -415,15 +542,24 @@ impl Endpoint {
                         dest: ctx.dest,
                         bytes: b,
                     }),
-                    TxOutput::TimedOut => finished.extend(ctx.call.take()),
+                    TxOutput::TimedOut => {
+                        if let Some(h) = ctx.call.take() {
+                            outcomes.push((h, ctx.purpose));
+                        }
+                    }
                     _ => {}
                 }
             }
         }
-        for h in finished {
-            self.end_call(now, h, EndReason::LocalBye);
+        for (h, purpose) in outcomes {
+            match purpose {
+                Purpose::Bye => self.end_call(now, h, EndReason::LocalBye),
+                // Timer B: treated as a 408 (§8.1.3.1).
+                Purpose::Invite => self.uac_failed(now, h, 408),
+                Purpose::Cancel => {}
+            }
         }
-        self.client_txs.retain(|_, c| !c.tx.is_terminated());
+        self.client_txs.retain(|_, c| !c.kind.is_terminated());
 
         // 2xx retransmission and ACK give-up (§13.3.1.4).
         let due: Vec<CallHandle> = self
@@ -443,7 +579,10 @@ impl Endpoint {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let s = self.server_txs.values().filter_map(ServerTx::poll_timeout);
-        let c = self.client_txs.values().filter_map(|c| c.tx.poll_timeout());
+        let c = self
+            .client_txs
+            .values()
+            .filter_map(|c| c.kind.poll_timeout());
         let k = self
             .calls
             .values()
@@ -464,7 +603,7 @@ impl Endpoint {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        if c.state != CallState::Early {
+        if c.state != CallState::Early || c.uac.is_some() {
             return;
         }
         let bytes = self.call_response(c, 180, None);
@@ -477,12 +616,16 @@ impl Endpoint {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        if c.state != CallState::Early {
+        if c.state != CallState::Early || c.uac.is_some() {
             return;
         }
         let bytes = self.call_response(c, 200, Some(&sdp));
         let key = c.invite_tx.clone();
         let cseq = c.dialog.remote_cseq;
+        let Some((transport, dest)) = self.server_txs.get(&key).map(|t| (t.transport, t.dest))
+        else {
+            return;
+        };
         if !self.respond_invite_tx(now, call, &key, 200, bytes.clone()) {
             return;
         }
@@ -490,6 +633,8 @@ impl Endpoint {
             c.state = CallState::WaitAck;
             c.ok_retx = Some(OkRetransmit {
                 bytes,
+                transport,
+                dest,
                 cseq,
                 next: now + self.timers.t1,
                 interval: self.timers.t1,
@@ -508,6 +653,10 @@ impl Endpoint {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
+        if c.uac.is_some() {
+            self.hangup(now, call);
+            return;
+        }
         if c.state != CallState::Early {
             return;
         }
@@ -523,6 +672,17 @@ impl Endpoint {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
+        if let Some(u) = c.uac.as_mut()
+            && c.state == CallState::Early
+        {
+            // §9.1: CANCEL only after a provisional; before one, it is sent
+            // when the first provisional arrives.
+            u.cancel_requested = true;
+            if u.got_provisional && !u.cancel_sent {
+                self.send_cancel(now, call);
+            }
+            return;
+        }
         match c.state {
             CallState::Early => self.reject(now, call, 480),
             CallState::WaitAck => c.hangup_after_ack = true,
@@ -556,6 +716,10 @@ impl Endpoint {
         };
         let key = re.tx_key.clone();
         let cseq = parse_cseq(re.request.header("CSeq").unwrap_or_default()).map_or(0, |c| c.0);
+        let Some((transport, dest)) = self.server_txs.get(&key).map(|t| (t.transport, t.dest))
+        else {
+            return;
+        };
         let bytes = Self::dialog_response(
             &self.cfg,
             &c.dialog,
@@ -576,12 +740,140 @@ impl Endpoint {
         {
             c.ok_retx = Some(OkRetransmit {
                 bytes,
+                transport,
+                dest,
                 cseq,
                 next: now + self.timers.t1,
                 interval: self.timers.t1,
                 give_up: now + self.timers.t64(),
             });
         }
+    }
+
+    /// Places an outbound call (e.g. to an agent). Events follow:
+    /// `Progress`, then `Answered` (the ACK is sent by the endpoint) or
+    /// `CallEnded(Rejected(status))` (408 when nobody answered within
+    /// 64·T1). `hangup` before the answer sends CANCEL.
+    pub fn invite(&mut self, now: Instant, out: OutboundCall) -> CallHandle {
+        let handle = CallHandle(self.next_handle);
+        self.next_handle = self.next_handle.wrapping_add(1);
+        let local_tag = random_token();
+        let call_id = format!("{}@ivr12333", random_token());
+        let branch = format!("z9hG4bK{}", random_token());
+        let proto = if out.transport.reliable() {
+            "TCP"
+        } else {
+            "UDP"
+        };
+        let via = format!(
+            "SIP/2.0/{proto} {};branch={branch};rport",
+            self.cfg.local_addr
+        );
+        let host = self.cfg.local_addr;
+        let from = format!("<sip:{}@{host}>;tag={local_tag}", out.from_user);
+        let to = format!("<{}>", out.request_uri);
+        let cseq = 1u32;
+        let contact = match out.transport {
+            Transport::Udp => format!("<sip:{}@{host}>", out.from_user),
+            Transport::Tcp(_) => format!("<sip:{}@{host};transport=tcp>", out.from_user),
+        };
+        let mut head = format!(
+            "INVITE {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: {contact}\r\nAllow: {ALLOW}\r\nUser-Agent: {}\r\n",
+            out.request_uri, self.cfg.user_agent
+        );
+        let body = out.sdp.clone().unwrap_or_default();
+        if out.sdp.is_some() {
+            head.push_str("Content-Type: application/sdp\r\n");
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(&body);
+        let cancel = format!(
+            "CANCEL {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} CANCEL\r\nUser-Agent: {}\r\nContent-Length: 0\r\n\r\n",
+            out.request_uri, self.cfg.user_agent
+        )
+        .into_bytes();
+        let ack = AckTemplate {
+            request_uri: out.request_uri.clone(),
+            via,
+            from: from.clone(),
+            call_id: call_id.clone(),
+            cseq,
+            routes: Vec::new(),
+        };
+        let parsed = match wire::parse(&bytes, &self.cfg.limits) {
+            Ok(Parsed::Message(m)) => Some(m),
+            _ => None,
+        };
+        let request = parsed.and_then(|m| validate::check(&m).ok().map(|r| (m, r)));
+        let Some((invite_msg, _)) = request else {
+            // Only a request_uri/from_user with CR/LF or the like gets here.
+            tracing::warn!("outbound INVITE could not be built from its parameters");
+            self.events.push_back(SipEvent::CallEnded {
+                call: handle,
+                reason: EndReason::Rejected(400),
+            });
+            return handle;
+        };
+        let dialog = Dialog {
+            call_id: call_id.clone(),
+            local_tag: local_tag.clone(),
+            remote_tag: String::new(),
+            remote_party: to,
+            local_party: from,
+            remote_target: out.request_uri.clone(),
+            route_set: Vec::new(),
+            remote_cseq: 0,
+            local_cseq: cseq,
+        };
+        let mut txo = Vec::new();
+        let tx = InviteClient::start(
+            now,
+            out.transport.reliable(),
+            self.timers,
+            bytes,
+            ack,
+            &mut txo,
+        );
+        let key = format!("{branch}\x1fINVITE");
+        self.client_txs.insert(
+            key.clone(),
+            ClientTx {
+                kind: ClientKind::Invite(tx),
+                purpose: Purpose::Invite,
+                transport: out.transport,
+                dest: out.dest,
+                call: Some(handle),
+            },
+        );
+        self.flush(out.transport, out.dest, txo);
+        self.dialogs.insert((call_id, local_tag), handle);
+        self.calls.insert(
+            handle,
+            Call {
+                state: CallState::Early,
+                dialog,
+                transport: out.transport,
+                remote: out.dest,
+                conn_closed: false,
+                invite_tx: key,
+                invite: invite_msg,
+                invite_src: out.dest,
+                ok_retx: None,
+                reinvite: None,
+                hangup_after_ack: false,
+                uac: Some(UacState {
+                    dest: out.dest,
+                    invite_cseq: cseq,
+                    cancel,
+                    got_provisional: false,
+                    cancel_requested: false,
+                    cancel_sent: false,
+                    ack: None,
+                }),
+            },
+        );
+        handle
     }
 
     /// New INVITEs get 503 + Retry-After while false; calls in progress go on.
@@ -607,17 +899,33 @@ impl Endpoint {
         }
         self.reap_server_txs();
         let mut bye_waiters = Vec::new();
+        let mut invite_waiters = Vec::new();
         for ctx in self.client_txs.values_mut().filter(|c| c.transport == t) {
-            ctx.tx.terminate();
-            bye_waiters.extend(ctx.call.take());
+            ctx.kind.terminate();
+            match ctx.purpose {
+                Purpose::Bye => bye_waiters.extend(ctx.call.take()),
+                Purpose::Invite => invite_waiters.extend(ctx.call.take()),
+                Purpose::Cancel => {}
+            }
         }
-        self.client_txs.retain(|_, c| !c.tx.is_terminated());
+        self.client_txs.retain(|_, c| !c.kind.is_terminated());
         for c in self.calls.values_mut().filter(|c| c.transport == t) {
             c.conn_closed = true;
         }
         if let Some(now) = self.last_now {
             for h in bye_waiters {
                 self.end_call(now, h, EndReason::LocalBye);
+            }
+            // An outbound call still ringing has lost its only path; an
+            // answered one ends when it next needs to send, like the rest.
+            for h in invite_waiters {
+                if self
+                    .calls
+                    .get(&h)
+                    .is_some_and(|c| c.state == CallState::Early)
+                {
+                    self.end_call(now, h, EndReason::TransportError);
+                }
             }
         }
     }
@@ -706,6 +1014,12 @@ impl Endpoint {
             "CANCEL" => self.handle_cancel(now, transport, src, &m, &req),
             _ if req.to_tag().is_some() => self.handle_in_dialog(now, transport, src, m, req),
             "INVITE" => self.handle_new_invite(now, transport, src, m, req),
+            // While draining, OPTIONS pings get 503 so that a load balancer
+            // (Kamailio dispatcher probing) stops sending new calls here.
+            "OPTIONS" if !self.admission.accepting() => {
+                let extra = vec![("Retry-After", "60".to_owned())];
+                self.respond_new_tx(now, transport, src, &m, &req, 503, extra, None);
+            }
             "OPTIONS" => {
                 let extra = Self::capabilities();
                 self.respond_new_tx(now, transport, src, &m, &req, 200, extra, None);
@@ -808,12 +1122,11 @@ impl Endpoint {
             .map(|(k, _)| k.clone())
             .collect();
         for k in dead {
-            if let Some(tx) = self.server_txs.remove(&k) {
-                if let Some(mk) = tx.merge_key
-                    && self.merge_index.get(&mk) == Some(&k)
-                {
-                    self.merge_index.remove(&mk);
-                }
+            if let Some(tx) = self.server_txs.remove(&k)
+                && let Some(mk) = tx.merge_key
+                && self.merge_index.get(&mk) == Some(&k)
+            {
+                self.merge_index.remove(&mk);
             }
             self.tx_calls.remove(&k);
         }
@@ -881,6 +1194,7 @@ impl Endpoint {
                 ok_retx: None,
                 reinvite: None,
                 hangup_after_ack: false,
+                uac: None,
             },
         );
         self.events.push_back(SipEvent::IncomingCall {
@@ -932,6 +1246,9 @@ impl Endpoint {
             }
         } else if c.reinvite.as_ref().is_some_and(|r| r.answered) {
             c.reinvite = None;
+            let sdp = (!m.body.is_empty()).then(|| m.body.clone());
+            self.events
+                .push_back(SipEvent::ReInviteAck { call: h, sdp });
         }
     }
 
@@ -1201,18 +1518,51 @@ impl Endpoint {
             return;
         };
         let mut out = Vec::new();
-        ctx.tx.on_response(now, code, &mut out);
-        let mut finished = None;
-        for o in out {
-            if let TxOutput::Final(_) = o {
-                finished = ctx.call.take();
+        match &mut ctx.kind {
+            ClientKind::NonInvite(t) => t.on_response(now, code, &mut out),
+            ClientKind::Invite(t) => {
+                t.on_response(now, code, m.header("To").unwrap_or_default(), &mut out)
             }
         }
-        if ctx.tx.is_terminated() {
+        let (purpose, transport, dest) = (ctx.purpose, ctx.transport, ctx.dest);
+        let call = match purpose {
+            // an INVITE's call keeps listening (2xx retransmissions)
+            Purpose::Invite => ctx.call,
+            _ => None,
+        };
+        let mut bye_done = None;
+        let mut finals = Vec::new();
+        for o in out {
+            match o {
+                TxOutput::Send(bytes) => self.transmits.push_back(Transmit {
+                    transport,
+                    dest,
+                    bytes,
+                }),
+                TxOutput::Provisional(c) => finals.push((false, c)),
+                TxOutput::Final(c) => {
+                    if purpose == Purpose::Bye {
+                        bye_done = ctx.call.take();
+                    }
+                    finals.push((true, c));
+                }
+                TxOutput::TimedOut => {}
+            }
+        }
+        if ctx.kind.is_terminated() {
             self.client_txs.remove(&key);
         }
-        if let Some(h) = finished {
+        if let Some(h) = bye_done {
             self.end_call(now, h, EndReason::LocalBye);
+        }
+        if let Some(h) = call {
+            for (is_final, c) in finals {
+                if is_final {
+                    self.uac_final(now, h, c, m);
+                } else {
+                    self.uac_provisional(now, h, c, m);
+                }
+            }
         }
     }
 
@@ -1329,7 +1679,8 @@ impl Endpoint {
         self.client_txs.insert(
             format!("{branch}\x1fBYE"),
             ClientTx {
-                tx,
+                kind: ClientKind::NonInvite(tx),
+                purpose: Purpose::Bye,
                 transport,
                 dest,
                 call: Some(h),
@@ -1357,12 +1708,9 @@ impl Endpoint {
                 self.end_call(now, h, EndReason::TransportError);
                 return;
             }
-            let dest = match c.transport {
-                Transport::Udp => udp_response_dest(&c.invite, c.invite_src),
-                Transport::Tcp(_) => c.remote,
-            };
+            let (transport, dest) = (r.transport, r.dest);
             self.transmits.push_back(Transmit {
-                transport: c.transport,
+                transport,
                 dest,
                 bytes,
             });
@@ -1381,6 +1729,138 @@ impl Endpoint {
         }
     }
 
+    fn send_cancel(&mut self, now: Instant, h: CallHandle) {
+        let Some(c) = self.calls.get_mut(&h) else {
+            return;
+        };
+        let Some(u) = c.uac.as_mut() else { return };
+        if u.cancel_sent {
+            return;
+        }
+        if c.conn_closed {
+            self.end_call(now, h, EndReason::TransportError);
+            return;
+        }
+        u.cancel_sent = true;
+        let bytes = u.cancel.clone();
+        let (transport, dest) = (c.transport, u.dest);
+        let key = c.invite_tx.replace("\x1fINVITE", "\x1fCANCEL");
+        let mut out = Vec::new();
+        let tx = NonInviteClient::start(now, transport.reliable(), self.timers, bytes, &mut out);
+        self.client_txs.insert(
+            key,
+            ClientTx {
+                kind: ClientKind::NonInvite(tx),
+                purpose: Purpose::Cancel,
+                transport,
+                dest,
+                call: None,
+            },
+        );
+        self.flush(transport, dest, out);
+    }
+
+    fn uac_provisional(&mut self, now: Instant, h: CallHandle, code: u16, m: &Message) {
+        let Some(c) = self.calls.get_mut(&h) else {
+            return;
+        };
+        let Some(u) = c.uac.as_mut() else { return };
+        if c.state != CallState::Early {
+            return;
+        }
+        u.got_provisional = true;
+        let cancel_now = u.cancel_requested && !u.cancel_sent;
+        if code > 100 && !cancel_now {
+            let sdp = (!m.body.is_empty()).then(|| m.body.clone());
+            self.events.push_back(SipEvent::Progress {
+                call: h,
+                status: code,
+                sdp,
+            });
+        }
+        if cancel_now {
+            self.send_cancel(now, h);
+        }
+    }
+
+    fn uac_final(&mut self, now: Instant, h: CallHandle, code: u16, m: &Message) {
+        if !(200..300).contains(&code) {
+            self.uac_failed(now, h, code);
+            return;
+        }
+        let Some(c) = self.calls.get_mut(&h) else {
+            return;
+        };
+        let Some(u) = c.uac.as_mut() else { return };
+        if let Some(ack) = &u.ack {
+            // 2xx retransmission: the ACK again (§13.2.2.4).
+            let t = Transmit {
+                transport: c.transport,
+                dest: c.dialog.request_dest(u.dest),
+                bytes: ack.clone(),
+            };
+            self.transmits.push_back(t);
+            return;
+        }
+        // §12.1.2: the dialog from the 2xx. Route set = Record-Route reversed.
+        let to = m.header("To").unwrap_or_default().to_owned();
+        let remote_tag = NameAddr::parse(&to)
+            .and_then(|n| n.tag().map(str::to_owned))
+            .unwrap_or_default();
+        c.dialog.remote_tag = remote_tag;
+        c.dialog.remote_party = to;
+        if let Some(contact) = m.header("Contact").and_then(NameAddr::parse) {
+            c.dialog.remote_target = contact.uri;
+        }
+        let mut routes: Vec<String> = m.header_all("Record-Route").map(str::to_owned).collect();
+        routes.reverse();
+        c.dialog.route_set = routes;
+        let proto = if c.transport.reliable() { "TCP" } else { "UDP" };
+        let via = format!(
+            "SIP/2.0/{proto} {};branch=z9hG4bK{};rport",
+            self.cfg.local_addr,
+            random_token()
+        );
+        let cseq = u.invite_cseq;
+        let ack =
+            c.dialog
+                .build_request_with_cseq("ACK", cseq, &via, &self.cfg.user_agent, &[], None);
+        u.ack = Some(ack.clone());
+        let hang = u.cancel_requested;
+        let dest = c.dialog.request_dest(u.dest);
+        c.state = CallState::Confirmed;
+        if c.conn_closed {
+            self.end_call(now, h, EndReason::TransportError);
+            return;
+        }
+        self.transmits.push_back(Transmit {
+            transport: c.transport,
+            dest,
+            bytes: ack,
+        });
+        let sdp = (!m.body.is_empty()).then(|| m.body.clone());
+        if hang {
+            // We hung up while it rang and it answered anyway: BYE at once.
+            self.send_bye(now, h);
+        } else {
+            self.events.push_back(SipEvent::Answered { call: h, sdp });
+        }
+    }
+
+    fn uac_failed(&mut self, now: Instant, h: CallHandle, code: u16) {
+        let Some(c) = self.calls.get(&h) else { return };
+        let Some(u) = c.uac.as_ref() else { return };
+        if c.state != CallState::Early {
+            return;
+        }
+        let reason = if u.cancel_requested {
+            EndReason::Cancelled
+        } else {
+            EndReason::Rejected(code)
+        };
+        self.end_call(now, h, reason);
+    }
+
     /// Removes the call and reports it, exactly once. An INVITE transaction
     /// of the call still waiting for a final answer gets 487 so that it can
     /// finish (and is not leaked).
@@ -1391,7 +1871,7 @@ impl Endpoint {
         self.dialogs
             .remove(&(c.dialog.call_id.clone(), c.dialog.local_tag.clone()));
         let mut pending: Vec<(String, Vec<u8>)> = Vec::new();
-        if c.state == CallState::Early {
+        if c.state == CallState::Early && c.uac.is_none() {
             pending.push((c.invite_tx.clone(), self.call_response(&c, 487, None)));
         }
         if let Some(re) = &c.reinvite

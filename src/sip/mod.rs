@@ -18,6 +18,7 @@ pub mod validate;
 pub mod wire;
 
 pub use endpoint::{
-    CallHandle, ConnId, EndReason, Endpoint, EndpointConfig, SipEvent, Transmit, Transport,
+    CallHandle, ConnId, EndReason, Endpoint, EndpointConfig, OutboundCall, SipEvent, Transmit,
+    Transport,
 };
 pub use wire::{FrameError, StreamFramer, WireLimits};

@@ -71,9 +71,16 @@ impl Request {
 
     fn key_for(&self, method: &str) -> String {
         match self.via.branch() {
-            Some(b) if b.starts_with(BRANCH_COOKIE) && b.len() > BRANCH_COOKIE.len() => {
-                format!("{b}\x1f{}\x1f{method}", self.via.sent_by())
-            }
+            // Call-ID and CSeq number are added to the §17.2.3 rule: a
+            // sender that reuses branches (RFC 4475 does, on purpose) must
+            // not get another request's response. CANCEL and ACK share both
+            // with their INVITE, so matching is unchanged for them.
+            Some(b) if b.starts_with(BRANCH_COOKIE) && b.len() > BRANCH_COOKIE.len() => format!(
+                "{b}\x1f{}\x1f{}\x1f{}\x1f{method}",
+                self.via.sent_by(),
+                self.call_id,
+                self.cseq
+            ),
             _ => format!(
                 "2543\x1f{}\x1f{}\x1f{}\x1f{}\x1f{method}",
                 self.call_id,
@@ -192,7 +199,10 @@ pub fn check(m: &Message) -> Result<Request, Reject> {
     }
     // Request-URI: an absolute URI, not a name-addr (ltgtruri), no escaped
     // headers (escruri: never turned into real headers, so refused).
-    if uri.contains(['<', '>', '"', '?']) || uri_scheme(uri).is_none() {
+    // `?` is legal inside the user part (RFC 4475 intmeth), so only the part
+    // after the last `@` is checked for it.
+    let host_part = uri.rsplit_once('@').map_or(uri.as_str(), |(_, h)| h);
+    if uri.contains(['<', '>', '"']) || host_part.contains('?') || uri_scheme(uri).is_none() {
         return Err(bad());
     }
     Ok(Request {

@@ -8,7 +8,8 @@
 //! an ordered list of headers with canonical long names (one entry per
 //! comma-separated Via/Route/Record-Route/Contact value) and a body framed by
 //! Content-Length. [`Message::to_bytes`] prints the normalised form, which
-//! rsip (or anything else) accepts.
+//! rsip accepts (tested on the valid RFC 4475 messages; rsip still rejects a
+//! `;` inside a URI user part, RFC 4475 `semiuri`).
 //!
 //! Everything here treats its input as hostile: sizes are capped by
 //! [`WireLimits`], no indexing is unchecked, and defects that still leave a
@@ -519,6 +520,8 @@ pub struct StreamFramer {
     limits: WireLimits,
     buf: Vec<u8>,
     pongs: u32,
+    /// How much of "\r\n\r\n" the keep-alive bytes so far matched.
+    ping_state: u8,
     failed: bool,
 }
 
@@ -528,6 +531,7 @@ impl StreamFramer {
             limits,
             buf: Vec::new(),
             pongs: 0,
+            ping_state: 0,
             failed: false,
         }
     }
@@ -573,26 +577,36 @@ impl StreamFramer {
     }
 
     fn next_inner(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        // Keep-alives: count "\r\n\r\n" pings among the leading CR/LF bytes.
+        // Keep-alives: CR/LF bytes before a message are skipped; a complete
+        // "\r\n\r\n" among them (possibly spread over several reads) is a
+        // ping that asks for a pong.
         let lead = self
             .buf
             .iter()
             .position(|&b| b != b'\r' && b != b'\n')
             .unwrap_or(self.buf.len());
-        if lead > 0 {
-            let crlfs = self
-                .buf
-                .get(..lead)
-                .unwrap_or_default()
-                .windows(4)
-                .filter(|w| *w == b"\r\n\r\n")
-                .count();
-            // Only whole pings count; a lone CRLF (a pong from the peer) is
-            // silently skipped.
-            if crlfs > 0 && (lead == self.buf.len() || lead >= 4) {
-                self.pongs = self.pongs.saturating_add(1);
+        for i in 0..lead {
+            let b = self.buf.get(i).copied().unwrap_or(0);
+            let expected = if self.ping_state.is_multiple_of(2) {
+                b'\r'
+            } else {
+                b'\n'
+            };
+            if b == expected {
+                self.ping_state += 1;
+                if self.ping_state == 4 {
+                    self.pongs = self.pongs.saturating_add(1);
+                    self.ping_state = 0;
+                }
+            } else {
+                self.ping_state = u8::from(b == b'\r');
             }
+        }
+        if lead > 0 {
             self.buf.drain(..lead);
+        }
+        if !self.buf.is_empty() {
+            self.ping_state = 0;
         }
         if self.buf.is_empty() {
             return Ok(None);
