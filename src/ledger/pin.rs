@@ -126,7 +126,7 @@ type Parsed = (u32, u32, u32, Vec<u8>, Vec<u8>);
 
 fn parse_stored(s: &str) -> Option<Parsed> {
     let mut it = s.split('$');
-    if it.next()? != "" || it.next()? != "argon2id" || it.next()? != "v=19" {
+    if !it.next()?.is_empty() || it.next()? != "argon2id" || it.next()? != "v=19" {
         return None;
     }
     let params = it.next()?;
