@@ -459,6 +459,16 @@ impl Ledger {
         row.map(|r| r.summary()).transpose()
     }
 
+    /// The two lookups `authenticate` does (lock state, account row) without
+    /// PIN check or audit, for `benches/ledger.rs`. Returns only whether the
+    /// account exists, so it cannot be misused to read balances.
+    #[doc(hidden)]
+    pub async fn bench_lookup(&self, id: &IdNumber) -> Result<bool, LedgerError> {
+        let st = lockout::load(self, id).await?;
+        let acc = self.load_summary(id).await?;
+        Ok(st.is_some() && acc.is_some())
+    }
+
     /// Appends an audit row (no balances, no PINs; the ID as keyed hash, the
     /// caller masked).
     pub async fn audit(
