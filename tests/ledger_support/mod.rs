@@ -154,8 +154,10 @@ impl TestDb {
     }
 
     pub async fn cleanup(self) {
-        if let Some(name) = &self.pg_name {
-            if let Ok(mut c) = sqlx::PgConnection::connect(&pg_base()).await {
+        if let Some(name) = &self.pg_name
+            && let Ok(mut c) = sqlx::PgConnection::connect(&pg_base()).await
+        {
+            {
                 let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                 )))
@@ -186,11 +188,11 @@ macro_rules! both {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                crate::ledger_support::run(crate::ledger_support::Backend::Sqlite, super::$name).await
+                $crate::ledger_support::run($crate::ledger_support::Backend::Sqlite, super::$name).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                crate::ledger_support::run(crate::ledger_support::Backend::Postgres, super::$name).await
+                $crate::ledger_support::run($crate::ledger_support::Backend::Postgres, super::$name).await
             }
         }
     )*};
