@@ -189,7 +189,7 @@ impl Default for FlowSection {
             dialplan: "dialplans/12333.toml".into(),
             prompts: "prompts".into(),
             pin_min_len: 6,
-            pin_max_len: 6,
+            pin_max_len: 8,
             liang_bai: false,
         }
     }
@@ -200,8 +200,8 @@ impl Default for FlowSection {
 #[serde(deny_unknown_fields, default)]
 pub struct AgentHoursSection {
     pub utc_offset_hours: i32,
-    /// ISO weekdays 1 = Monday … 7 = Sunday.
-    pub days: Vec<u8>,
+    /// Working weekdays: `mon` … `sun`.
+    pub days: Vec<String>,
     /// `HH:MM`.
     pub open: String,
     pub close: String,
@@ -215,7 +215,9 @@ impl Default for AgentHoursSection {
     fn default() -> Self {
         AgentHoursSection {
             utc_offset_hours: 8,
-            days: vec![1, 2, 3, 4, 5],
+            days: ["mon", "tue", "wed", "thu", "fri"]
+                .map(String::from)
+                .to_vec(),
             open: "09:00".into(),
             close: "17:00".into(),
             holidays: Vec::new(),

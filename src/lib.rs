@@ -6,11 +6,13 @@
 //! touch sockets, threads or the clock; `runtime` is the only place that
 //! knows about tokio.
 
+pub mod call;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod flow;
 pub mod ledger;
 pub mod media;
+pub mod runtime;
 pub mod say;
 pub mod sip;

@@ -1,0 +1,417 @@
+//! One call: glues the SDP session, the RTP media session and the flow
+//! interpreter together. Sans-IO like its parts: the runtime feeds it SIP
+//! signals, RTP packets, ledger replies and timeouts with `now`, and drains
+//! packets to send and [`CallOutput`]s (SIP commands, ledger requests).
+//!
+//! Nothing here logs a digit, an ID number, a PIN or a balance: digits go
+//! from the media session straight into the interpreter, and the ledger
+//! request carries the redacting `IdNumber`/`Pin` types.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::domain::{AuthOutcome, CallRecord, IdNumber, Insurance, Pin, mask_caller};
+use crate::flow::dialplan::Dialplan;
+use crate::flow::interpreter::{
+    FlowAction, FlowConfig, FlowEvent, Interpreter, LedgerUnavailable, PlayItem,
+};
+use crate::media::g711::Codec;
+use crate::media::prompts::PromptLibrary;
+use crate::media::sdp::{LocalMedia, Negotiated, SdpError, SdpSession};
+use crate::media::session::{MediaConfig, MediaEvent, MediaSession, PlayItem as MediaItem};
+
+/// What the SIP layer tells a call.
+#[derive(Debug, Clone)]
+pub enum CallSignal {
+    /// ACK received; for a late offer it carries the SDP answer.
+    Confirmed(Option<Vec<u8>>),
+    /// A re-INVITE (hold/resume) with its offer.
+    ReInvite(Option<Vec<u8>>),
+    /// The ACK to our 200 for a re-INVITE; carries the answer when the
+    /// re-INVITE had no offer and we made one.
+    ReInviteAck(Option<Vec<u8>>),
+    /// A digit from SIP INFO.
+    InfoDigit(char),
+    /// The dialog is over (BYE, CANCEL, timeout); the string is the reason.
+    Ended(&'static str),
+}
+
+/// What a call asks of the outside world.
+#[derive(Debug)]
+pub enum CallOutput {
+    /// Send BYE (or whatever ends the dialog in its state).
+    Hangup,
+    /// Answer a re-INVITE: SDP, or a SIP status to reject it.
+    ReinviteAnswer(Result<Vec<u8>, u16>),
+    /// Check ID + PIN against the ledger; reply with [`Call::handle_auth`].
+    Authenticate { id: IdNumber, pin: Pin },
+    /// Record an audited query (no values).
+    Audit { id: IdNumber, insurance: Insurance },
+    /// Put the caller in a queue; the reply is [`Call::handle_transfer_failed`] when it cannot be done.
+    Transfer { queue: String, id: Option<IdNumber> },
+    /// The call is over: store this record and drop the call.
+    Finished(Box<CallRecord>),
+}
+
+/// Everything a new call needs.
+pub struct CallParams {
+    pub call_id: String,
+    pub caller: String,
+    pub local_ip: IpAddr,
+    pub rtp_port: u16,
+    pub offer: Option<Vec<u8>>,
+    pub plan: Arc<Dialplan>,
+    pub flow: Arc<FlowConfig>,
+    pub prompts: Arc<PromptLibrary>,
+    pub inactivity_timeout: Duration,
+    /// Random values for SSRC, first sequence number and timestamp, SDP session id.
+    pub seeds: [u32; 4],
+    pub now: Instant,
+    /// Wall-clock Unix milliseconds at `now` (for the CDR and agent hours).
+    pub wall_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// 200 sent, waiting for the ACK.
+    Answered,
+    /// Talking: the flow runs.
+    Running,
+    /// Finished; nothing more happens.
+    Done,
+}
+
+/// One call's cores.
+pub struct Call {
+    phase: Phase,
+    sdp: SdpSession,
+    media: Option<MediaSession>,
+    flow: Interpreter,
+    prompts: Arc<PromptLibrary>,
+    outputs: VecDeque<CallOutput>,
+    media_cfg: MediaConfig,
+    /// The verified caller, for audit rows of later queries.
+    verified: Option<IdNumber>,
+    /// The last ID the flow asked to authenticate.
+    pending_id: Option<IdNumber>,
+    record: CallRecord,
+    start: Instant,
+    start_wall_ms: i64,
+}
+
+impl Call {
+    /// Negotiates the offer (or makes one, for a late offer) and returns the
+    /// call and the SDP for the 200 OK, or the SIP status to reject with.
+    pub fn new(p: CallParams) -> Result<(Call, Vec<u8>), u16> {
+        let local = LocalMedia {
+            addr: p.local_ip,
+            port: p.rtp_port,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+        };
+        let mut sdp = SdpSession::new(local, u64::from(p.seeds[3]));
+        let media_cfg = MediaConfig {
+            codec: Codec::Pcmu,
+            telephone_event_pt: None,
+            remote: None,
+            ssrc: p.seeds[0],
+            initial_seq: p.seeds[1] as u16,
+            initial_timestamp: p.seeds[2],
+            inactivity_timeout: p.inactivity_timeout,
+        };
+        let (media, body) = match &p.offer {
+            Some(offer) => match sdp.answer(offer) {
+                Ok((n, body)) => (Some(start_media(&media_cfg, &n, p.now)), body),
+                Err(SdpError::NoCommonCodec | SdpError::NoAudio) => return Err(488),
+                Err(_) => return Err(400),
+            },
+            None => (None, sdp.offer()),
+        };
+        let flow = Interpreter::new(p.plan, p.flow, p.now, p.wall_ms.div_euclid(1000));
+        let record = CallRecord {
+            call_id: p.call_id,
+            caller_masked: mask_caller(&p.caller),
+            started_at_ms: p.wall_ms,
+            answered_at_ms: Some(p.wall_ms),
+            ..CallRecord::default()
+        };
+        let call = Call {
+            phase: Phase::Answered,
+            sdp,
+            media,
+            flow,
+            prompts: p.prompts,
+            outputs: VecDeque::new(),
+            media_cfg,
+            verified: None,
+            pending_id: None,
+            record,
+            start: p.now,
+            start_wall_ms: p.wall_ms,
+        };
+        Ok((call, body))
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    pub fn handle_signal(&mut self, now: Instant, signal: CallSignal) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        match signal {
+            CallSignal::Confirmed(answer) => {
+                if self.phase != Phase::Answered {
+                    return;
+                }
+                if self.media.is_none() {
+                    // Late offer: the ACK carries the answer to our offer.
+                    match answer.as_deref().map(|a| self.sdp.accept_answer(a)) {
+                        Some(Ok(n)) => self.media = Some(start_media(&self.media_cfg, &n, now)),
+                        _ => {
+                            tracing::warn!(call_id = %self.record.call_id, "late offer: no usable SDP answer in ACK");
+                            self.finish(now, "bad_sdp");
+                            self.outputs.push_back(CallOutput::Hangup);
+                            return;
+                        }
+                    }
+                }
+                self.phase = Phase::Running;
+                self.flow.start(now);
+                self.pump(now);
+            }
+            CallSignal::ReInvite(offer) => {
+                let reply = match offer {
+                    Some(o) => match self.sdp.answer(&o) {
+                        Ok((n, body)) => {
+                            if let Some(m) = self.media.as_mut() {
+                                m.update(&n);
+                            }
+                            Ok(body)
+                        }
+                        Err(SdpError::NoCommonCodec | SdpError::NoAudio) => Err(488),
+                        Err(_) => Err(400),
+                    },
+                    // A re-INVITE without SDP asks for our offer; we answer
+                    // with our current session description.
+                    None => Ok(self.sdp.offer()),
+                };
+                self.outputs.push_back(CallOutput::ReinviteAnswer(reply));
+            }
+            CallSignal::ReInviteAck(Some(answer)) => match self.sdp.accept_answer(&answer) {
+                Ok(n) => {
+                    if let Some(m) = self.media.as_mut() {
+                        m.update(&n);
+                    }
+                }
+                Err(_) => {
+                    tracing::info!(call_id = %self.record.call_id, "unusable SDP answer in re-INVITE ACK; media unchanged")
+                }
+            },
+            CallSignal::ReInviteAck(None) => {}
+            CallSignal::InfoDigit(d) => {
+                if let Some(m) = self.media.as_mut() {
+                    m.handle_info_digit(now, d);
+                }
+                self.pump(now);
+            }
+            CallSignal::Ended(reason) => {
+                self.flow.handle_event(now, FlowEvent::Hangup);
+                self.finish(now, reason);
+            }
+        }
+    }
+
+    pub fn handle_rtp(&mut self, now: Instant, src: SocketAddr, packet: &[u8]) {
+        if let Some(m) = self.media.as_mut() {
+            m.handle_rtp(now, src, packet);
+            if self.phase == Phase::Running {
+                self.pump(now);
+            }
+        }
+    }
+
+    /// The ledger's answer to [`CallOutput::Authenticate`].
+    pub fn handle_auth(&mut self, now: Instant, result: Result<AuthOutcome, LedgerUnavailable>) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        if let Ok(AuthOutcome::Verified(_)) = &result {
+            self.verified = self.pending_id.take();
+        }
+        self.flow.handle_event(now, FlowEvent::Auth(result));
+        self.pump(now);
+    }
+
+    /// A transfer could not be made (no agent, queue closed).
+    pub fn handle_transfer_failed(&mut self, now: Instant) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.flow.handle_event(now, FlowEvent::TransferFailed);
+        self.pump(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        self.flow.handle_timeout(now);
+        self.pump(now);
+    }
+
+    /// When to call [`Call::handle_timeout`] / [`Call::poll_transmit`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Done {
+            return None;
+        }
+        let media = self.media.as_ref().and_then(|m| m.poll_timeout());
+        let flow = if self.phase == Phase::Running {
+            self.flow.poll_timeout()
+        } else {
+            None
+        };
+        match (media, flow) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next RTP packet due, written into `buf`.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+        if self.phase == Phase::Done {
+            return None;
+        }
+        let out = self.media.as_mut()?.poll_transmit(now, buf);
+        if out.is_none() && self.phase == Phase::Running {
+            // Playback may have finished while sending: let the flow react.
+            self.pump(now);
+        }
+        out
+    }
+
+    pub fn poll_output(&mut self) -> Option<CallOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// Moves media events into the flow and flow actions into media/outputs
+    /// until both are quiet.
+    fn pump(&mut self, now: Instant) {
+        for _ in 0..1000 {
+            let mut progressed = false;
+            if let Some(m) = self.media.as_mut() {
+                while let Some(ev) = m.poll_event() {
+                    progressed = true;
+                    match ev {
+                        MediaEvent::Digit { digit, .. } => {
+                            self.flow.handle_event(now, FlowEvent::Digit(digit))
+                        }
+                        MediaEvent::PlaybackDone { token, .. } => self
+                            .flow
+                            .handle_event(now, FlowEvent::PlaybackDone { token }),
+                        MediaEvent::Inactive => {
+                            tracing::info!(call_id = %self.record.call_id, "no RTP from the caller: hanging up");
+                            self.flow.handle_event(now, FlowEvent::Hangup);
+                            self.outputs.push_back(CallOutput::Hangup);
+                            self.finish(now, "rtp_timeout");
+                            return;
+                        }
+                    }
+                }
+            }
+            while let Some(action) = self.flow.poll_action() {
+                progressed = true;
+                match action {
+                    FlowAction::Play { token, items, .. } => self.play(token, &items),
+                    FlowAction::StopPlayback => {
+                        if let Some(m) = self.media.as_mut() {
+                            m.stop_playback();
+                        }
+                    }
+                    FlowAction::Authenticate { id, pin } => {
+                        self.pending_id = Some(id.clone());
+                        self.outputs.push_back(CallOutput::Authenticate { id, pin });
+                    }
+                    FlowAction::Audit { insurance } => {
+                        if let Some(id) = self.verified.clone() {
+                            self.outputs.push_back(CallOutput::Audit { id, insurance });
+                        }
+                    }
+                    FlowAction::Anomaly { insurance } => {
+                        // A negative personal balance: the data is wrong somewhere.
+                        tracing::warn!(
+                            call_id = %self.record.call_id,
+                            insurance = insurance.as_str(),
+                            "anomaly: negative personal-account balance read to a caller"
+                        );
+                        metrics::counter!("ivr_balance_anomalies_total").increment(1);
+                    }
+                    FlowAction::Transfer { queue } => {
+                        self.outputs.push_back(CallOutput::Transfer {
+                            queue,
+                            id: self.verified.clone(),
+                        })
+                    }
+                    FlowAction::Hangup => {
+                        self.outputs.push_back(CallOutput::Hangup);
+                        self.finish(now, "flow_hangup");
+                        return;
+                    }
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+        tracing::error!(call_id = %self.record.call_id, "flow and media did not settle; ending the call");
+        self.outputs.push_back(CallOutput::Hangup);
+        self.finish(now, "error");
+    }
+
+    fn play(&mut self, token: u64, items: &[PlayItem]) {
+        let Some(m) = self.media.as_mut() else { return };
+        let mut clips = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                PlayItem::Prompt(id) => match self.prompts.get(id) {
+                    Some(c) => clips.push(MediaItem::Clip(c.clone())),
+                    None => {
+                        tracing::error!(prompt = %id, "prompt missing from the library; skipped")
+                    }
+                },
+                PlayItem::Pause(ms) => clips.push(MediaItem::Silence { ms: *ms }),
+            }
+        }
+        m.play(&clips, token);
+    }
+
+    fn finish(&mut self, now: Instant, reason: &str) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        self.phase = Phase::Done;
+        let elapsed = now.saturating_duration_since(self.start).as_millis() as i64;
+        let mut record = std::mem::take(&mut self.record);
+        record.ended_at_ms = self.start_wall_ms + elapsed;
+        record.end_reason = reason.to_owned();
+        self.flow.record().fill(&mut record);
+        self.outputs
+            .push_back(CallOutput::Finished(Box::new(record)));
+    }
+}
+
+/// A media session for a negotiated offer/answer, including its direction
+/// (an initial offer may already be on hold).
+fn start_media(base: &MediaConfig, n: &Negotiated, now: Instant) -> MediaSession {
+    let cfg = MediaConfig {
+        codec: n.codec,
+        telephone_event_pt: n.telephone_event_pt,
+        remote: n.remote,
+        ..base.clone()
+    };
+    let mut session = MediaSession::new(cfg, now);
+    session.update(n);
+    session
+}

@@ -1,0 +1,264 @@
+//! The only tokio code: sockets, timers, tasks, signals and shutdown. Every
+//! decision is made by the sans-IO cores this layer drives.
+
+pub mod admin;
+pub mod call_task;
+pub mod ports;
+pub mod sip;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::flow::dialplan::Dialplan;
+use crate::flow::interpreter::FlowConfig;
+use crate::ledger::{Ledger, LedgerConfig};
+use crate::media::prompts::PromptLibrary;
+use crate::sip::{Endpoint, EndpointConfig};
+
+use call_task::Services;
+use ports::PortPool;
+
+/// Loads the dialplan at `path`, checking its prompt ids against `prompts`.
+pub fn load_dialplan(path: &Path, prompts: &PromptLibrary) -> anyhow::Result<Dialplan> {
+    let known: std::collections::HashSet<&str> = prompts.ids().collect();
+    crate::flow::dialplan::load_file(path, &known).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The flow settings from the configuration.
+pub fn flow_config(cfg: &Config) -> anyhow::Result<FlowConfig> {
+    let h = &cfg.agent_hours;
+    fn strs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let agent_hours = crate::flow::calendar::Calendar::from_config(
+        &strs(&h.days),
+        &h.open,
+        &h.close,
+        &strs(&h.holidays),
+        &strs(&h.extra_workdays),
+    )
+    .map_err(|e| anyhow::anyhow!("agent_hours: {e}"))?;
+    Ok(FlowConfig {
+        pin_min_len: cfg.flow.pin_min_len,
+        pin_max_len: cfg.flow.pin_max_len,
+        agent_hours,
+        utc_offset_secs: h.utc_offset_hours * 3600,
+        say: crate::say::SayOptions {
+            liang_bai: cfg.flow.liang_bai,
+        },
+        ..FlowConfig::default()
+    })
+}
+
+/// The ledger settings from the configuration (pepper from config/env; the
+/// demo pepper only for an embedded SQLite ledger).
+pub fn ledger_config(cfg: &Config) -> anyhow::Result<LedgerConfig> {
+    let l = &cfg.ledger;
+    let mut lc = match &l.pin_pepper {
+        Some(p) if !p.is_empty() => LedgerConfig {
+            pepper: p.as_bytes().to_vec(),
+            ..LedgerConfig::demo()
+        },
+        _ if l.db.starts_with("sqlite:") => {
+            tracing::warn!(
+                "no ledger.pin_pepper set: using the demo pepper (fine for the demo ledger only)"
+            );
+            LedgerConfig::demo()
+        }
+        _ => bail!(
+            "ledger.pin_pepper (IVR12333_LEDGER__PIN_PEPPER) must be set for a PostgreSQL ledger"
+        ),
+    };
+    lc.max_failures = l.max_failures;
+    lc.failure_window = Duration::from_secs(l.failure_window_hours * 3600);
+    lc.lock_duration = Duration::from_secs(l.lock_hours * 3600);
+    lc.pin_min_len = cfg.flow.pin_min_len;
+    lc.pin_max_len = cfg.flow.pin_max_len;
+    lc.hash_concurrency = l.hash_concurrency.max(1);
+    Ok(lc)
+}
+
+/// Runs the service until `shutdown` resolves, then drains calls.
+pub async fn serve(
+    cfg: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let prompts = Arc::new(
+        PromptLibrary::load(&cfg.flow.prompts)
+            .with_context(|| format!("loading prompts from {}", cfg.flow.prompts.display()))?,
+    );
+    let missing = prompts.missing_speller_ids();
+    if !missing.is_empty() {
+        bail!(
+            "prompts in {} lack the number segments {missing:?}",
+            cfg.flow.prompts.display()
+        );
+    }
+    let plan = load_dialplan(&cfg.flow.dialplan, &prompts)?;
+    let flow = Arc::new(flow_config(&cfg)?);
+
+    if let Some(path) = cfg.ledger.db.strip_prefix("sqlite://")
+        && let Some(dir) = Path::new(path.split('?').next().unwrap_or(path)).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let ledger = Ledger::open(&cfg.ledger.db, ledger_config(&cfg)?)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the ledger {}",
+                crate::config::redact_url(&cfg.ledger.db)
+            )
+        })?;
+    if cfg.ledger.seed_demo_if_empty && ledger.is_empty().await? {
+        let n = ledger.seed_demo().await?;
+        tracing::info!(accounts = n, "empty ledger: seeded the demo accounts");
+    }
+
+    let listen = cfg.sip.listen;
+    let udp = UdpSocket::bind(listen)
+        .await
+        .with_context(|| format!("binding SIP UDP {listen}"))?;
+    let tcp = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding SIP TCP {listen}"))?;
+    let advertise = cfg.sip.advertise.unwrap_or(match listen.ip() {
+        ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip => ip,
+    });
+    if listen.ip().is_unspecified() && cfg.sip.advertise.is_none() {
+        tracing::warn!(
+            "listening on a wildcard address without sip.advertise: SDP and Contact say {advertise}"
+        );
+    }
+    let (lo, hi) = cfg.rtp.port_range().map_err(anyhow::Error::msg)?;
+
+    let ep_cfg = EndpointConfig {
+        local_addr: SocketAddr::new(advertise, listen.port()),
+        user_agent: format!("ivr12333/{}", env!("CARGO_PKG_VERSION")),
+        allow_from: cfg.sip.allow_from.clone(),
+        max_calls: cfg.sip.max_calls,
+        max_calls_per_second: cfg.sip.max_calls_per_second,
+        ..EndpointConfig::default()
+    };
+    ep_cfg
+        .validate()
+        .map_err(|e| anyhow::anyhow!("sip.allow_from: {e}"))?;
+    let limits = ep_cfg.limits;
+    let endpoint = Endpoint::new(ep_cfg);
+
+    let services = Arc::new(Services {
+        prompts: prompts.clone(),
+        plan: RwLock::new(Arc::new(plan)),
+        flow,
+        ledger: ledger.clone(),
+        ports: PortPool::new(lo, hi),
+        bind_ip: listen.ip(),
+        media_ip: advertise,
+        inactivity_timeout: Duration::from_secs(cfg.rtp.inactivity_timeout_secs),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let admin = if cfg.admin.listen.is_empty() {
+        None
+    } else {
+        let addr: SocketAddr = cfg
+            .admin
+            .listen
+            .parse()
+            .with_context(|| format!("admin.listen `{}`", cfg.admin.listen))?;
+        Some(tokio::spawn(admin::serve(
+            addr,
+            services.clone(),
+            stop_rx.clone(),
+        )))
+    };
+    let reload = tokio::spawn(reload_on_sighup(
+        cfg.flow.dialplan.clone(),
+        services.clone(),
+    ));
+
+    tracing::info!(
+        sip = %listen, rtp = %cfg.rtp.ports, ledger = %crate::config::redact_url(&cfg.ledger.db),
+        prompts = prompts.ids().count(), "ivr12333 serving"
+    );
+    let driver = tokio::spawn(sip::run(
+        endpoint,
+        udp,
+        tcp,
+        services.clone(),
+        sip::DriverSettings {
+            limits,
+            max_tcp_per_ip: cfg.sip.max_tcp_per_ip,
+            tcp_idle: Duration::from_secs(cfg.sip.tcp_idle_secs),
+            grace: Duration::from_secs(cfg.shutdown_grace_secs),
+        },
+        stop_rx,
+    ));
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    driver.await.context("SIP driver task")?;
+    reload.abort();
+    if let Some(a) = admin {
+        a.abort();
+    }
+    // Let the last CDR/audit writes land.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ledger.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(path: std::path::PathBuf, services: Arc<Services>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match load_dialplan(&path, &services.prompts) {
+            Ok(plan) => {
+                *services.plan.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(plan);
+                tracing::info!(dialplan = %path.display(), "dialplan reloaded for new calls");
+            }
+            Err(e) => {
+                tracing::error!(dialplan = %path.display(), error = %e, "dialplan reload rejected; keeping the old one")
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_: std::path::PathBuf, _: Arc<Services>) {}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested");
+}

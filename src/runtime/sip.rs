@@ -1,0 +1,355 @@
+//! The SIP driver: owns the sans-IO [`Endpoint`], the UDP socket and the TCP
+//! connections, and hands calls to their tasks.
+//!
+//! One task runs the endpoint; TCP connections each get a reader and a writer
+//! task that talk to it over channels. Calls talk to it over channels too, so
+//! the endpoint itself is never shared or locked.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+
+use crate::call::CallSignal;
+use crate::sip::wire::{StreamFramer, WireLimits};
+use crate::sip::{CallHandle, ConnId, EndReason, Endpoint, SipEvent, Transport};
+
+use super::call_task::{self, CallInfo, Services};
+
+/// What a call task asks of the SIP layer.
+#[derive(Debug)]
+pub enum SipCommand {
+    Answer(CallHandle, Vec<u8>),
+    Reject(CallHandle, u16),
+    Hangup(CallHandle),
+    ReinviteAnswer(CallHandle, Result<Vec<u8>, u16>),
+    /// The call task is gone (it ended, or it failed).
+    Gone(CallHandle),
+}
+
+enum NetInput {
+    Opened(ConnId, mpsc::Sender<Vec<u8>>),
+    Message(ConnId, SocketAddr, Vec<u8>),
+    Closed(ConnId),
+}
+
+/// The reason string recorded for an end of dialog.
+pub fn end_reason_str(r: &EndReason) -> &'static str {
+    match r {
+        EndReason::RemoteBye => "caller_hangup",
+        EndReason::LocalBye => "local_hangup",
+        EndReason::Cancelled => "cancelled",
+        EndReason::Rejected(_) => "rejected",
+        EndReason::AckTimeout => "ack_timeout",
+        EndReason::TransportError => "transport_error",
+        #[allow(unreachable_patterns)]
+        _ => "ended",
+    }
+}
+
+/// Transport settings of the driver.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverSettings {
+    pub limits: WireLimits,
+    pub max_tcp_per_ip: usize,
+    pub tcp_idle: Duration,
+    /// How long calls may go on after shutdown was requested.
+    pub grace: Duration,
+}
+
+/// Runs SIP until `shutdown` flips and every call has ended (or the grace
+/// period is over).
+pub async fn run(
+    mut endpoint: Endpoint,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    services: Arc<Services>,
+    settings: DriverSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let DriverSettings {
+        limits,
+        max_tcp_per_ip,
+        tcp_idle,
+        grace,
+    } = settings;
+    let udp = Arc::new(udp);
+    let (net_tx, mut net_rx) = mpsc::channel::<NetInput>(1024);
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<SipCommand>();
+    let mut conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut calls: HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>> = HashMap::new();
+    let accept_task = tokio::spawn(accept_loop(
+        tcp,
+        net_tx.clone(),
+        limits,
+        max_tcp_per_ip,
+        tcp_idle,
+    ));
+    let mut buf = vec![0u8; 65_536];
+    let mut stopping_since: Option<tokio::time::Instant> = None;
+    let mut hung_up_all = false;
+
+    loop {
+        let deadline = endpoint.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            r = udp.recv_from(&mut buf) => match r {
+                Ok((n, src)) => endpoint.handle_input(std::time::Instant::now(), Transport::Udp, src, &buf[..n]),
+                Err(e) => tracing::debug!(error = %e, "UDP receive error"),
+            },
+            Some(input) = net_rx.recv() => match input {
+                NetInput::Opened(conn, tx) => { conns.insert(conn, tx); }
+                NetInput::Message(conn, src, msg) => {
+                    endpoint.handle_input(std::time::Instant::now(), Transport::Tcp(conn), src, &msg)
+                }
+                NetInput::Closed(conn) => {
+                    conns.remove(&conn);
+                    endpoint.connection_closed(conn);
+                }
+            },
+            Some(cmd) = cmd_rx.recv() => {
+                let now = std::time::Instant::now();
+                match cmd {
+                    SipCommand::Answer(c, sdp) => endpoint.answer(now, c, sdp),
+                    SipCommand::Reject(c, status) => endpoint.reject(now, c, status),
+                    SipCommand::Hangup(c) => endpoint.hangup(now, c),
+                    SipCommand::ReinviteAnswer(c, a) => endpoint.answer_reinvite(now, c, a),
+                    SipCommand::Gone(c) => {
+                        calls.remove(&c);
+                        endpoint.hangup(now, c);
+                    }
+                }
+            }
+            _ = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            } => endpoint.handle_timeout(std::time::Instant::now()),
+            r = shutdown.changed(), if stopping_since.is_none() => {
+                if r.is_err() || *shutdown.borrow() {
+                    tracing::info!(active_calls = calls.len(), "shutting down: refusing new calls, letting calls finish");
+                    endpoint.set_accepting(false);
+                    stopping_since = Some(tokio::time::Instant::now());
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)), if stopping_since.is_some() => {}
+        }
+
+        flush(&mut endpoint, &udp, &conns);
+        while let Some(ev) = endpoint.poll_event() {
+            dispatch(ev, &mut calls, &services, &cmd_tx);
+        }
+        flush(&mut endpoint, &udp, &conns);
+
+        if let Some(since) = stopping_since {
+            if calls.is_empty() && endpoint.active_calls() == 0 {
+                break;
+            }
+            if since.elapsed() >= grace && !hung_up_all {
+                tracing::warn!(
+                    active_calls = calls.len(),
+                    "grace period over: hanging up the remaining calls"
+                );
+                for tx in calls.values() {
+                    let _ = tx.send(CallSignal::Ended("shutdown"));
+                }
+                hung_up_all = true;
+            }
+            // BYEs get a few seconds after the grace period, then we go.
+            if since.elapsed() >= grace + Duration::from_secs(5) {
+                break;
+            }
+        }
+    }
+    accept_task.abort();
+    metrics::gauge!("ivr_calls_active").set(0.0);
+}
+
+fn flush(endpoint: &mut Endpoint, udp: &UdpSocket, conns: &HashMap<ConnId, mpsc::Sender<Vec<u8>>>) {
+    while let Some(t) = endpoint.poll_transmit() {
+        match t.transport {
+            Transport::Udp => {
+                if let Err(e) = udp.try_send_to(&t.bytes, t.dest) {
+                    tracing::debug!(error = %e, dest = %t.dest, "UDP send failed");
+                }
+            }
+            Transport::Tcp(conn) => match conns.get(&conn) {
+                Some(tx) => {
+                    if tx.try_send(t.bytes).is_err() {
+                        tracing::debug!(?conn, "TCP writer full or gone; message dropped");
+                    }
+                }
+                None => tracing::debug!(?conn, "TCP connection gone; message dropped"),
+            },
+        }
+    }
+}
+
+fn dispatch(
+    ev: SipEvent,
+    calls: &mut HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>>,
+    services: &Arc<Services>,
+    cmd_tx: &mpsc::UnboundedSender<SipCommand>,
+) {
+    match ev {
+        SipEvent::IncomingCall {
+            call,
+            call_id,
+            from_user,
+            to_user: _,
+            remote,
+            transport: _,
+            offer,
+        } => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            calls.insert(call, tx);
+            metrics::counter!("ivr_calls_total").increment(1);
+            metrics::gauge!("ivr_calls_active").set(calls.len() as f64);
+            let info = CallInfo {
+                handle: call,
+                call_id,
+                caller: from_user,
+                remote,
+                offer,
+            };
+            tokio::spawn(call_task::run(info, services.clone(), cmd_tx.clone(), rx));
+        }
+        SipEvent::CallConfirmed { call, sdp } => send(calls, call, CallSignal::Confirmed(sdp)),
+        SipEvent::ReInvite { call, offer } => send(calls, call, CallSignal::ReInvite(offer)),
+        SipEvent::Dtmf { call, digit, .. } => send(calls, call, CallSignal::InfoDigit(digit)),
+        SipEvent::ReInviteAck { call, sdp } => send(calls, call, CallSignal::ReInviteAck(sdp)),
+        // Outbound legs (agent transfer) are not placed by this build.
+        SipEvent::Progress { call, .. } | SipEvent::Answered { call, .. } => {
+            tracing::debug!(?call, "event for an outbound leg nobody placed; ignored");
+        }
+        SipEvent::CallEnded { call, reason } => {
+            if let Some(tx) = calls.remove(&call) {
+                let _ = tx.send(CallSignal::Ended(end_reason_str(&reason)));
+            }
+            metrics::gauge!("ivr_calls_active").set(calls.len() as f64);
+        }
+    }
+}
+
+fn send(
+    calls: &HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>>,
+    call: CallHandle,
+    s: CallSignal,
+) {
+    if let Some(tx) = calls.get(&call) {
+        let _ = tx.send(s);
+    }
+}
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+async fn accept_loop(
+    listener: TcpListener,
+    net_tx: mpsc::Sender<NetInput>,
+    limits: WireLimits,
+    max_per_ip: usize,
+    idle: Duration,
+) {
+    let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        {
+            let mut m = per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = m.entry(peer.ip()).or_insert(0);
+            if *n >= max_per_ip {
+                tracing::warn!(peer = %peer.ip(), "too many TCP connections from one address; refused");
+                continue;
+            }
+            *n += 1;
+        }
+        let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+        let pong_tx = tx.clone();
+        if net_tx.send(NetInput::Opened(conn, tx)).await.is_err() {
+            return;
+        }
+        let net_tx = net_tx.clone();
+        let per_ip = per_ip.clone();
+        tokio::spawn(async move {
+            connection(stream, peer, conn, (pong_tx, rx), &net_tx, limits, idle).await;
+            let _ = net_tx.send(NetInput::Closed(conn)).await;
+            let mut m = per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = m.get_mut(&peer.ip()) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&peer.ip());
+                }
+            }
+        });
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn: ConnId,
+    (pong, mut out): (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>),
+    net_tx: &mpsc::Sender<NetInput>,
+    limits: WireLimits,
+    idle: Duration,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = out.recv().await {
+            if wr.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut framer = StreamFramer::new(limits);
+    let mut buf = vec![0u8; 16_384];
+    loop {
+        let n = match tokio::time::timeout(idle, rd.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                tracing::debug!(%peer, "idle TCP connection closed");
+                break;
+            }
+        };
+        framer.push(&buf[..n]);
+        if framer.take_pong() {
+            // RFC 5626 §4.4.1: a double-CRLF ping gets a single-CRLF pong.
+            let _ = pong.try_send(b"\r\n".to_vec());
+        }
+        loop {
+            match framer.next_message() {
+                Ok(Some(msg)) => {
+                    if net_tx
+                        .send(NetInput::Message(conn, peer, msg))
+                        .await
+                        .is_err()
+                    {
+                        writer.abort();
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "bad SIP framing on TCP; closing the connection");
+                    writer.abort();
+                    return;
+                }
+            }
+        }
+    }
+    writer.abort();
+}
