@@ -12,5 +12,6 @@ pub mod domain;
 pub mod flow;
 pub mod ledger;
 pub mod media;
+pub mod queue;
 pub mod say;
 pub mod sip;
