@@ -124,8 +124,10 @@ struct Queue {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    Announce { caller: CallerId, epoch: u64 },
+    // MaxWait sorts first so that a caller whose announcement falls due at
+    // the same instant as its maximum wait hears "坐席全忙" only.
     MaxWait { caller: CallerId, epoch: u64 },
+    Announce { caller: CallerId, epoch: u64 },
     Retry { caller: CallerId, epoch: u64 },
     Ring { agent: usize, epoch: u64 },
     WrapUp { agent: usize, epoch: u64 },
