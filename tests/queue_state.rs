@@ -679,7 +679,7 @@ mod prop {
         let mut q0 = queue(pick(strategies.0), &["a0", "a1", "a2"]);
         q0.name = "q0".into();
         q0.max_wait = s(120);
-        q0.autopause = strategies.0 % 2 == 0;
+        q0.autopause = strategies.0.is_multiple_of(2);
         let mut q1 = queue(pick(strategies.1), &["a2", "a3"]);
         q1.name = "q1".into();
         q1.max_wait = s(200);

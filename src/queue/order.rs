@@ -193,13 +193,13 @@ mod tests {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            if (x >> 33) % 3 != 0 || model.is_empty() {
+            if !(x >> 33).is_multiple_of(3) || model.is_empty() {
                 let s = o.push(CallerId(step));
                 model.push((s, CallerId(step)));
             } else {
                 let k = ((x >> 40) as usize) % model.len();
                 // Bias towards the front so compaction happens.
-                let k = if (x >> 20) % 2 == 0 { 0 } else { k };
+                let k = if (x >> 20).is_multiple_of(2) { 0 } else { k };
                 let (s, _) = model.remove(k);
                 assert!(o.remove(s));
             }
