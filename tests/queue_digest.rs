@@ -426,3 +426,34 @@ fn debug_hides_the_secret() {
     assert!(!d.contains("super-secret-key"));
     assert!(!d.contains("115, 117, 112")); // bytes of "sup"
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::{ProptestConfig, any, prop_assert, proptest};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// Arbitrary bytes, and mutations of a valid header, never panic
+        /// and never authenticate.
+        #[test]
+        fn garbage_never_panics_or_passes(s in ".{0,300}", cut in 0usize..400, junk in any::<String>()) {
+            let mut a = auth();
+            prop_assert!(a.verify("REGISTER", &s, lookup, T0).is_err());
+            let ch = a.challenge(T0, REALM);
+            let nonce = param(&ch, "nonce").unwrap().to_owned();
+            let good = authorization(Algorithm::Md5, "agent1001", "pw-1001", &nonce, "00000001", "sip:x");
+            let mut cut = cut.min(good.len());
+            while !good.is_char_boundary(cut) { cut -= 1; }
+            let mangled = format!("{}{}{}", &good[..cut], junk, &good[cut..]);
+            if mangled != good {
+                // Inserting text can at most keep it valid (e.g. spaces);
+                // it must never panic.
+                let _ = a.verify("REGISTER", &mangled, lookup, T0);
+            }
+            let truncated = &good[..cut];
+            if truncated.len() < good.len() {
+                prop_assert!(a.verify("REGISTER", truncated, lookup, T0).is_err());
+            }
+        }
+    }
+}

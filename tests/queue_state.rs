@@ -130,6 +130,30 @@ fn callers_are_served_first_in_first_out() {
 }
 
 #[test]
+fn poll_timeout_names_only_live_timers() {
+    let t0 = Instant::now();
+    let mut q = set(Strategy::LongestIdle, &["a1"]);
+    assert_eq!(q.poll_timeout(), None);
+    q.agent_login(t0, &aid("a1"), None).unwrap();
+    q.join(t0, "main", CallerId(1)).unwrap();
+    // Ring timeout (15 s) and first announcement (5 s) and max wait.
+    assert_eq!(q.poll_timeout(), Some(t0 + s(5)));
+    q.agent_answered(t0 + s(1), &aid("a1"), CallerId(1));
+    // The caller's announcement and max wait are gone, and so is the ring.
+    assert_eq!(q.poll_timeout(), None);
+    q.call_ended(t0 + s(30), &aid("a1"));
+    assert_eq!(q.poll_timeout(), Some(t0 + s(40)));
+    advance(&mut q, t0 + s(40));
+    assert_eq!(q.poll_timeout(), None);
+    assert_eq!(q.agent_state(&aid("a1")), Some(AgentState::Available));
+    // A caller who leaves takes its timers along.
+    q.agent_pause(t0 + s(41), &aid("a1"), true);
+    q.join(t0 + s(41), "main", CallerId(2)).unwrap();
+    q.leave(t0 + s(42), CallerId(2));
+    assert_eq!(q.poll_timeout(), None);
+}
+
+#[test]
 fn duplicate_join_and_unknown_queue_are_errors() {
     let t0 = Instant::now();
     let mut q = set(Strategy::LongestIdle, &["a1"]);

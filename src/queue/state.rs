@@ -685,8 +685,21 @@ impl QueueSet {
         Some(avg.checked_mul(p)? / s)
     }
 
-    /// Offers free agents to waiting callers.
+    /// Offers free agents to waiting callers, then drops stale timers from
+    /// the top of the heap so that [`QueueSet::poll_timeout`] names a timer
+    /// that will really do something (no spurious wake-ups for callers who
+    /// already left). Every input ends here.
     fn dispatch(&mut self, now: Instant) {
+        self.dispatch_agents(now);
+        while let Some(&Reverse((at, t))) = self.timers.peek() {
+            if self.timer_live(at, t) {
+                break;
+            }
+            self.timers.pop();
+        }
+    }
+
+    fn dispatch_agents(&mut self, now: Instant) {
         self.avail.clear();
         self.avail
             .extend(self.agents.iter().map(Agent::is_available));
