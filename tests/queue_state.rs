@@ -267,6 +267,31 @@ fn ring_all_rings_everyone_and_cancels_the_others() {
 }
 
 #[test]
+fn ring_all_survives_one_agent_failing() {
+    let t0 = Instant::now();
+    let mut qc = queue(Strategy::RingAll, &["a1", "a2"]);
+    qc.mode = ivr12333::queue::QueueMode::Refer {
+        target: "sip:desk@127.0.0.1".into(),
+    };
+    let mut q = QueueSet::new(vec![qc], agents(&["a1", "a2"])).unwrap();
+    q.agent_login(t0, &aid("a1"), None).unwrap();
+    q.agent_login(t0, &aid("a2"), None).unwrap();
+    q.join(t0, "main", CallerId(1)).unwrap();
+    assert_eq!(drain(&mut q), vec![ring(1, "a1"), ring(1, "a2")]);
+    q.agent_failed(t0 + s(1), &aid("a1"), CallerId(1));
+    assert_eq!(drain(&mut q), vec![]);
+    assert_eq!(q.agent_state(&aid("a2")), Some(AgentState::Ringing));
+    assert_eq!(q.agent_call_queue(&aid("a2")), None);
+    q.agent_answered(t0 + s(2), &aid("a2"), CallerId(1));
+    assert_eq!(drain(&mut q), vec![connect(1, "a2")]);
+    // After Connect the runtime finds the mode through the agent.
+    let mode = &q.agent_call_queue(&aid("a2")).unwrap().mode;
+    assert!(
+        matches!(mode, ivr12333::queue::QueueMode::Refer { target } if target == "sip:desk@127.0.0.1")
+    );
+}
+
+#[test]
 fn ring_timeout_tries_the_next_agent() {
     let t0 = Instant::now();
     let mut q = set(Strategy::LongestIdle, &["a1", "a2"]);

@@ -267,6 +267,17 @@ impl QueueSet {
         self.agent_index.get(agent).map(|&a| self.agents[a].state())
     }
 
+    /// The queue whose caller `agent` is talking to (after
+    /// [`QueueAction::Connect`] the caller is no longer waiting, so this is
+    /// how the runtime finds the [`QueueMode`] to bridge or REFER).
+    pub fn agent_call_queue(&self, agent: &AgentId) -> Option<&QueueConfig> {
+        let &ai = self.agent_index.get(agent)?;
+        match self.agents[ai].activity {
+            Activity::OnCall { queue, .. } => Some(&self.queues[queue].cfg),
+            _ => None,
+        }
+    }
+
     /// The queue a caller waits in, if it is waiting.
     pub fn caller_queue(&self, caller: CallerId) -> Option<&str> {
         self.callers
@@ -418,6 +429,7 @@ impl QueueSet {
         };
         a.contact = Some(contact);
         if !a.logged_in {
+            tracing::info!(agent = %a.id, "agent logged in");
             a.logged_in = true;
             a.paused = false;
             if a.activity == Activity::Idle {
@@ -443,6 +455,9 @@ impl QueueSet {
             self.end_ring(ai, caller, false);
         }
         let a = &mut self.agents[ai];
+        if a.logged_in {
+            tracing::info!(agent = %a.id, "agent logged out");
+        }
         a.logged_in = false;
         a.paused = false;
         a.contact = None;
@@ -570,6 +585,7 @@ impl QueueSet {
         if let Some(c) = self.remove_caller(caller) {
             let q = &mut self.queues[c.queue];
             q.stats.max_waited += 1;
+            tracing::debug!(%caller, queue = %q.cfg.name, "maximum wait reached");
             self.actions.push_back(QueueAction::MaxWait {
                 caller,
                 action: q.cfg.on_max_wait,
@@ -650,7 +666,9 @@ impl QueueSet {
                     .callers
                     .get(&caller)
                     .is_some_and(|c| self.queues[c.queue].cfg.autopause);
+                tracing::debug!(agent = %self.agents[agent].id, %caller, "ring timeout");
                 if autopause {
+                    tracing::info!(agent = %self.agents[agent].id, "agent paused: ring not answered (autopause)");
                     self.agents[agent].paused = true;
                 }
                 self.end_ring(agent, caller, true);
