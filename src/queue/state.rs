@@ -157,8 +157,8 @@ pub struct QueueSet {
 
 impl QueueSet {
     /// Validates the configuration: names non-empty and unique, every
-    /// queue member defined as an agent, ring timeout, announcement period
-    /// and maximum wait non-zero, refer targets non-empty.
+    /// queue member defined as an agent, ring timeout, announcement period,
+    /// maximum wait and retry non-zero, refer targets non-empty.
     pub fn new(queues: Vec<QueueConfig>, agents: Vec<AgentConfig>) -> Result<QueueSet, QueueError> {
         let mut agent_index = HashMap::new();
         let mut agent_list = Vec::with_capacity(agents.len());
@@ -192,6 +192,9 @@ impl QueueSet {
                 ("ring_timeout", q.ring_timeout),
                 ("announce_every", q.announce_every),
                 ("max_wait", q.max_wait),
+                // A zero retry would re-ring an unreachable agent in a
+                // tight loop.
+                ("retry", q.retry),
             ] {
                 if d.is_zero() {
                     return Err(QueueError::ZeroDuration {
