@@ -35,7 +35,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AgentId, AgentState, QueueError, QueueSet, QueueSnapshot};
+use super::{AgentId, AgentState, AgentView, QueueError, QueueSet, QueueSnapshot};
 
 /// What the admin routes need from the queue. Implement it yourself to add
 /// richer `/calls` data, or use [`SharedQueueSet`].
@@ -46,6 +46,11 @@ pub trait QueueControl: Send + Sync + 'static {
     fn logout(&self, agent: &AgentId) -> Result<(), QueueError>;
     fn pause(&self, agent: &AgentId, paused: bool) -> Result<(), QueueError>;
     fn active_calls(&self) -> serde_json::Value;
+    /// Agents only; override when cheaper than a full snapshot (which
+    /// lists every waiting caller).
+    fn agents(&self) -> Vec<AgentView> {
+        self.snapshot().agents
+    }
 }
 
 type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
@@ -122,10 +127,14 @@ impl QueueControl for SharedQueueSet {
 
     /// Agents on a call with the call number and duration. The runtime can
     /// offer richer data by implementing [`QueueControl`] itself.
+    fn agents(&self) -> Vec<AgentView> {
+        let now = (self.clock)();
+        self.lock().agent_views(now)
+    }
+
     fn active_calls(&self) -> serde_json::Value {
-        let snap = self.snapshot();
-        let calls: Vec<serde_json::Value> = snap
-            .agents
+        let calls: Vec<serde_json::Value> = self
+            .agents()
             .iter()
             .filter(|a| a.state == AgentState::OnCall)
             .map(|a| json!({ "agent": a.id, "caller": a.caller, "secs": a.on_call_secs }))
@@ -176,12 +185,11 @@ async fn one_queue(State(c): State<Ctl>, Path(name): Path<String>) -> Response {
 }
 
 async fn list_agents(State(c): State<Ctl>) -> Response {
-    Json(c.snapshot().agents).into_response()
+    Json(c.agents()).into_response()
 }
 
 async fn one_agent(State(c): State<Ctl>, Path(id): Path<String>) -> Response {
-    let snap = c.snapshot();
-    match snap.agents.into_iter().find(|a| a.id.0 == id) {
+    match c.agents().into_iter().find(|a| a.id.0 == id) {
         Some(a) => Json(a).into_response(),
         None => queue_error(QueueError::UnknownAgent(id)),
     }
@@ -195,8 +203,7 @@ struct LoginBody {
 
 /// The state of one agent after a change, as the response body.
 fn agent_reply(c: &Ctl, id: &AgentId) -> Response {
-    let snap = c.snapshot();
-    match snap.agents.into_iter().find(|a| &a.id == id) {
+    match c.agents().into_iter().find(|a| &a.id == id) {
         Some(a) => Json(a).into_response(),
         None => queue_error(QueueError::UnknownAgent(id.0.clone())),
     }

@@ -829,9 +829,16 @@ impl QueueSet {
 
     /// A serialisable picture of every queue and agent (admin API).
     pub fn snapshot(&self, now: Instant) -> QueueSnapshot {
+        QueueSnapshot {
+            queues: self.queue_views(now),
+            agents: self.agent_views(now),
+        }
+    }
+
+    /// The queues part of [`QueueSet::snapshot`] (O(waiting callers)).
+    pub fn queue_views(&self, now: Instant) -> Vec<QueueView> {
         let secs = |d: Duration| d.as_secs();
-        let queues = self
-            .queues
+        self.queues
             .iter()
             .map(|q| {
                 let waiting: Vec<WaitingCaller> = q
@@ -876,9 +883,13 @@ impl QueueSet {
                     waiting,
                 }
             })
-            .collect();
-        let agents = self
-            .agents
+            .collect()
+    }
+
+    /// The agents part of [`QueueSet::snapshot`] (O(agents), cheap).
+    pub fn agent_views(&self, now: Instant) -> Vec<AgentView> {
+        let secs = |d: Duration| d.as_secs();
+        self.agents
             .iter()
             .map(|a| {
                 let (caller, since) = match a.activity {
@@ -903,8 +914,7 @@ impl QueueSet {
                         .collect(),
                 }
             })
-            .collect();
-        QueueSnapshot { queues, agents }
+            .collect()
     }
 
     /// Checks the internal invariants (for tests and debug assertions):
