@@ -14,5 +14,6 @@ pub mod flow;
 pub mod ledger;
 pub mod media;
 pub mod runtime;
+pub mod queue;
 pub mod say;
 pub mod sip;

@@ -1,0 +1,579 @@
+//! SIP digest authentication for agents that REGISTER (RFC 3261 §22.4,
+//! RFC 7616 HTTP Digest with MD5 and SHA-256, RFC 8760 SHA-256 in SIP).
+//!
+//! - **Stateless nonces** (RFC 7616 §3.3 suggests "time-stamp H(time-stamp
+//!   ":" ETag ":" secret)"): `hex(timestamp) hex(counter) hex(HMAC-SHA256(
+//!   secret, timestamp:counter:realm))[..32]`. The server keeps nothing per
+//!   challenge; a nonce older than `nonce_lifetime` is *stale* and earns a
+//!   fresh challenge with `stale=true` (only when the credentials were
+//!   otherwise right, as §3.3 requires).
+//! - **`qop=auth` is required**, so every response carries a nonce count;
+//!   an `nc` not greater than the last accepted one for that nonce is a
+//!   replay (§3.4.1 / §5.3). Only successful authentications are
+//!   remembered, so a flood of bad requests cannot grow that table, and it
+//!   is bounded anyway.
+//! - **Constant-time comparison** of the response.
+//! - **Unknown users are indistinguishable from wrong passwords**: same
+//!   error, same challenge, and the full digest computation is done with a
+//!   dummy secret so that the work (and time) is the same (RFC 7616 §5.2's
+//!   concern about user enumeration; DOMAIN.md's rule that the line never
+//!   reveals what exists).
+//!
+//! The secret returned by the lookup is either the plain password or a
+//! stored HA1 written `ha1-md5:<32 hex>` / `ha1-sha256:<64 hex>` (RFC 7616
+//! §3.4.2: servers may store H(username:realm:password) instead). An HA1
+//! is only usable with its own algorithm and realm.
+//!
+//! Nothing here logs or prints user names, passwords or digests.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hmac::{KeyInit, Mac};
+use md5::{Digest, Md5};
+use sha2::Sha256;
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+/// A digest algorithm (RFC 7616 §3.4.1 / §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Md5,
+    Sha256,
+}
+
+impl Algorithm {
+    /// The token used in `algorithm=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Algorithm> {
+        if s.eq_ignore_ascii_case("MD5") {
+            Some(Algorithm::Md5)
+        } else if s.eq_ignore_ascii_case("SHA-256") {
+            Some(Algorithm::Sha256)
+        } else {
+            None
+        }
+    }
+
+    /// Lower-case hex of H(data).
+    fn hash_hex(self, data: &[u8]) -> String {
+        match self {
+            Algorithm::Md5 => hex::encode(Md5::digest(data)),
+            Algorithm::Sha256 => hex::encode(Sha256::digest(data)),
+        }
+    }
+
+    fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Md5 => 32,
+            Algorithm::Sha256 => 64,
+        }
+    }
+}
+
+/// Why a request was not authenticated. Messages carry no user name,
+/// password or digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DigestError {
+    /// No or unparsable `Authorization`, missing fields, no `qop=auth`:
+    /// reply 401 with a fresh challenge (or 400).
+    #[error("malformed digest credentials")]
+    Malformed,
+    /// An algorithm this server does not offer.
+    #[error("unsupported digest algorithm")]
+    UnsupportedAlgorithm,
+    /// Wrong password, unknown user, foreign nonce or realm: 401 with a
+    /// fresh challenge. Deliberately one variant for all of them.
+    #[error("authentication failed")]
+    Unauthorized,
+    /// Right credentials, expired nonce: 401 with `stale=true`.
+    #[error("stale nonce")]
+    Stale,
+    /// Nonce count not increasing: 401 with a fresh challenge.
+    #[error("replayed nonce count")]
+    Replay,
+}
+
+/// Digest authenticator; one per service, shared by every REGISTER.
+pub struct DigestAuth {
+    secret: Vec<u8>,
+    nonce_lifetime: u64,
+    algorithms: Vec<Algorithm>,
+    counter: AtomicU64,
+    /// nonce → (timestamp, highest accepted nc)
+    seen: HashMap<String, (u64, u32)>,
+    max_tracked: usize,
+}
+
+impl std::fmt::Debug for DigestAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigestAuth")
+            .field("secret", &"<redacted>")
+            .field("nonce_lifetime", &self.nonce_lifetime)
+            .field("algorithms", &self.algorithms)
+            .field("tracked_nonces", &self.seen.len())
+            .finish()
+    }
+}
+
+/// Longest `Authorization` value accepted (real ones are ~300 bytes).
+const MAX_HEADER: usize = 4096;
+const MAX_PARAMS: usize = 32;
+
+impl DigestAuth {
+    /// `secret` keys the nonce MAC (keep it out of the database and config
+    /// dumps; 32 random bytes is plenty). Nonces are stale after
+    /// `nonce_lifetime_secs`. Challenges offer SHA-256 then MD5 (RFC 8760
+    /// §2.4: most preferred first); [`DigestAuth::challenge`] returns the
+    /// MD5 one, which every SIP phone understands.
+    pub fn new(secret: &[u8], nonce_lifetime_secs: u64) -> DigestAuth {
+        DigestAuth {
+            secret: secret.to_vec(),
+            nonce_lifetime: nonce_lifetime_secs.max(1),
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            counter: AtomicU64::new(rand::random()),
+            seen: HashMap::new(),
+            max_tracked: 100_000,
+        }
+    }
+
+    /// Restricts or reorders the offered algorithms (first = preferred).
+    /// An empty list keeps the default.
+    pub fn with_algorithms(mut self, algorithms: &[Algorithm]) -> DigestAuth {
+        if !algorithms.is_empty() {
+            self.algorithms = algorithms.to_vec();
+        }
+        self
+    }
+
+    fn mac(&self, ts: u64, counter: u64, realm: &str) -> String {
+        // Cannot fail: HMAC accepts keys of any length.
+        let mut m = <HmacSha256 as KeyInit>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        m.update(format!("{ts}:{counter}:{realm}").as_bytes());
+        let tag = m.finalize().into_bytes();
+        hex::encode(&tag[..16])
+    }
+
+    fn make_nonce(&self, now_unix: u64, realm: &str) -> String {
+        let counter = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{now_unix:016x}{counter:016x}{}",
+            self.mac(now_unix, counter, realm)
+        )
+    }
+
+    /// Checks a nonce's MAC; returns its timestamp.
+    fn check_nonce(&self, nonce: &str, realm: &str) -> Option<u64> {
+        if nonce.len() != 64 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let ts = u64::from_str_radix(nonce.get(..16)?, 16).ok()?;
+        let counter = u64::from_str_radix(nonce.get(16..32)?, 16).ok()?;
+        let expected = self.mac(ts, counter, realm);
+        ct_eq(
+            expected.as_bytes(),
+            nonce.get(32..)?.to_ascii_lowercase().as_bytes(),
+        )
+        .then_some(ts)
+    }
+
+    /// The `WWW-Authenticate` (or `Proxy-Authenticate`) value for a 401,
+    /// with the MD5 algorithm if offered, else the preferred one.
+    pub fn challenge(&self, now_unix: u64, realm: &str) -> String {
+        let alg = if self.algorithms.contains(&Algorithm::Md5) {
+            Algorithm::Md5
+        } else {
+            self.algorithms[0]
+        };
+        let nonce = self.make_nonce(now_unix, realm);
+        challenge_value(realm, &nonce, alg, false)
+    }
+
+    /// One value per offered algorithm, preferred first (RFC 8760 §2.4:
+    /// send each as its own `WWW-Authenticate` header). `stale` after
+    /// [`DigestError::Stale`].
+    pub fn challenges(&self, now_unix: u64, realm: &str, stale: bool) -> Vec<String> {
+        let nonce = self.make_nonce(now_unix, realm);
+        self.algorithms
+            .iter()
+            .map(|&alg| challenge_value(realm, &nonce, alg, stale))
+            .collect()
+    }
+
+    /// Verifies an `Authorization` value for a request with `method`
+    /// (e.g. `REGISTER`). `lookup` returns the user's password or stored
+    /// HA1. Returns the authenticated user name. The caller should also
+    /// check that the credentials' `uri` is the Request-URI; see
+    /// [`DigestAuth::verify_for_uri`].
+    pub fn verify(
+        &mut self,
+        method: &str,
+        authorization: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+        now_unix: u64,
+    ) -> Result<String, DigestError> {
+        self.verify_inner(method, None, authorization, lookup, now_unix)
+    }
+
+    /// [`DigestAuth::verify`], also requiring `uri="..."` to equal
+    /// `request_uri` (RFC 7616 §3.4.6: the digest-uri must match the request
+    /// target, or a captured response could be aimed elsewhere).
+    pub fn verify_for_uri(
+        &mut self,
+        method: &str,
+        request_uri: &str,
+        authorization: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+        now_unix: u64,
+    ) -> Result<String, DigestError> {
+        self.verify_inner(method, Some(request_uri), authorization, lookup, now_unix)
+    }
+
+    fn verify_inner(
+        &mut self,
+        method: &str,
+        request_uri: Option<&str>,
+        authorization: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+        now_unix: u64,
+    ) -> Result<String, DigestError> {
+        let p = Credentials::parse(authorization)?;
+        if !p.qop.eq_ignore_ascii_case("auth") {
+            return Err(DigestError::Malformed);
+        }
+        let alg = match &p.algorithm {
+            None => Algorithm::Md5,
+            Some(a) => Algorithm::parse(a).ok_or(DigestError::UnsupportedAlgorithm)?,
+        };
+        if !self.algorithms.contains(&alg) {
+            return Err(DigestError::UnsupportedAlgorithm);
+        }
+        if request_uri.is_some_and(|u| u != p.uri) {
+            return Err(DigestError::Unauthorized);
+        }
+        let nc = parse_nc(&p.nc)?;
+        // A nonce we did not issue (or for another realm) is a plain
+        // failure; it says nothing about the user.
+        let ts = self
+            .check_nonce(&p.nonce, &p.realm)
+            .ok_or(DigestError::Unauthorized)?;
+        if ts > now_unix.saturating_add(60) {
+            return Err(DigestError::Unauthorized);
+        }
+        let stale = now_unix.saturating_sub(ts) > self.nonce_lifetime;
+
+        // Same work whether the user exists or not: compute the full
+        // digest with a dummy secret for an unknown user.
+        let stored = lookup(&p.username);
+        let known = stored.is_some();
+        let dummy = self.mac(0, 0, "unknown-user");
+        let (ha1, usable) = ha1_for(
+            alg,
+            &p.username,
+            &p.realm,
+            stored.as_deref().unwrap_or(&dummy),
+        );
+        let expected = response_from_ha1(
+            alg, &ha1, &p.nonce, &p.nc, &p.cnonce, &p.qop, method, &p.uri,
+        );
+        let given = p.response.to_ascii_lowercase();
+        let matches = ct_eq(expected.as_bytes(), given.as_bytes());
+        if !(matches & known & usable) {
+            return Err(DigestError::Unauthorized);
+        }
+        if stale {
+            return Err(DigestError::Stale);
+        }
+        match self.seen.get(&p.nonce) {
+            Some(&(_, last)) if nc <= last => return Err(DigestError::Replay),
+            _ => {}
+        }
+        self.remember(p.nonce.clone(), ts, nc, now_unix);
+        Ok(p.username)
+    }
+
+    fn remember(&mut self, nonce: String, ts: u64, nc: u32, now_unix: u64) {
+        if self.seen.len() >= self.max_tracked {
+            let lifetime = self.nonce_lifetime;
+            self.seen
+                .retain(|_, (t, _)| now_unix.saturating_sub(*t) <= lifetime);
+            if self.seen.len() >= self.max_tracked {
+                // Still full of live nonces: drop the older half. Their
+                // holders will be re-challenged, which is safe.
+                let mut ts_list: Vec<u64> = self.seen.values().map(|(t, _)| *t).collect();
+                ts_list.sort_unstable();
+                let cut = ts_list[ts_list.len() / 2];
+                self.seen.retain(|_, (t, _)| *t > cut);
+            }
+        }
+        self.seen.insert(nonce, (ts, nc));
+    }
+}
+
+fn challenge_value(realm: &str, nonce: &str, alg: Algorithm, stale: bool) -> String {
+    let mut s = format!(
+        "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
+        quote_escape(realm),
+        alg.name()
+    );
+    if stale {
+        s.push_str(", stale=true");
+    }
+    s
+}
+
+fn quote_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        if !c.is_control() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn parse_nc(nc: &str) -> Result<u32, DigestError> {
+    if nc.len() != 8 || !nc.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(DigestError::Malformed);
+    }
+    u32::from_str_radix(nc, 16).map_err(|_| DigestError::Malformed)
+}
+
+/// HA1 for `alg`; `false` if the stored secret is an HA1 for another
+/// algorithm or malformed (then a dummy HA1 of the right shape is returned,
+/// so the caller still does the same work).
+fn ha1_for(alg: Algorithm, user: &str, realm: &str, secret: &str) -> (String, bool) {
+    let stored = [
+        ("ha1-md5:", Algorithm::Md5),
+        ("ha1-sha256:", Algorithm::Sha256),
+    ]
+    .into_iter()
+    .find_map(|(prefix, a)| secret.strip_prefix(prefix).map(|h| (a, h)));
+    match stored {
+        Some((a, h))
+            if a == alg && h.len() == alg.hex_len() && h.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            (h.to_ascii_lowercase(), true)
+        }
+        Some(_) => (alg.hash_hex(format!("{user}:{realm}:").as_bytes()), false),
+        None => (
+            alg.hash_hex(format!("{user}:{realm}:{secret}").as_bytes()),
+            true,
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn response_from_ha1(
+    alg: Algorithm,
+    ha1: &str,
+    nonce: &str,
+    nc: &str,
+    cnonce: &str,
+    qop: &str,
+    method: &str,
+    uri: &str,
+) -> String {
+    let ha2 = alg.hash_hex(format!("{method}:{uri}").as_bytes());
+    alg.hash_hex(format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}").as_bytes())
+}
+
+/// The `response=` value a client computes with `qop=auth` (RFC 7616
+/// §3.4.1): H(H(user:realm:password):nonce:nc:cnonce:qop:H(method:uri)).
+/// Public for tests and for the runtime's own client side, if any.
+#[allow(clippy::too_many_arguments)]
+pub fn digest_response(
+    alg: Algorithm,
+    username: &str,
+    realm: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    nc: &str,
+    cnonce: &str,
+) -> String {
+    let ha1 = alg.hash_hex(format!("{username}:{realm}:{password}").as_bytes());
+    response_from_ha1(alg, &ha1, nonce, nc, cnonce, "auth", method, uri)
+}
+
+/// The stored form of an HA1 for `lookup` results: `ha1-md5:<hex>` or
+/// `ha1-sha256:<hex>`.
+pub fn stored_ha1(alg: Algorithm, username: &str, realm: &str, password: &str) -> String {
+    let prefix = match alg {
+        Algorithm::Md5 => "ha1-md5:",
+        Algorithm::Sha256 => "ha1-sha256:",
+    };
+    let mut s = String::from(prefix);
+    let _ = write!(
+        s,
+        "{}",
+        alg.hash_hex(format!("{username}:{realm}:{password}").as_bytes())
+    );
+    s
+}
+
+/// Constant-time equality: the time depends on the lengths only.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// The fields of a `Digest` credentials value.
+#[derive(Debug, Default)]
+struct Credentials {
+    username: String,
+    realm: String,
+    nonce: String,
+    uri: String,
+    response: String,
+    algorithm: Option<String>,
+    cnonce: String,
+    nc: String,
+    qop: String,
+}
+
+impl Credentials {
+    /// Parses `Digest k=v, k="v", ...` (RFC 7616 §3.4, RFC 7235 §2.1
+    /// auth-param syntax; quoted strings with backslash escapes).
+    fn parse(value: &str) -> Result<Credentials, DigestError> {
+        if value.len() > MAX_HEADER {
+            return Err(DigestError::Malformed);
+        }
+        let v = value.trim_start();
+        let scheme_end = v
+            .find(|c: char| c.is_ascii_whitespace())
+            .ok_or(DigestError::Malformed)?;
+        let (scheme, mut rest) = v.split_at(scheme_end);
+        if !scheme.eq_ignore_ascii_case("Digest") {
+            return Err(DigestError::Malformed);
+        }
+        let mut params: HashMap<String, String> = HashMap::new();
+        loop {
+            rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == ',');
+            if rest.is_empty() {
+                break;
+            }
+            if params.len() >= MAX_PARAMS {
+                return Err(DigestError::Malformed);
+            }
+            let eq = rest.find('=').ok_or(DigestError::Malformed)?;
+            let name = rest[..eq].trim().to_ascii_lowercase();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(DigestError::Malformed);
+            }
+            rest = rest[eq + 1..].trim_start();
+            let value;
+            if let Some(q) = rest.strip_prefix('"') {
+                let mut out = String::new();
+                let mut chars = q.char_indices();
+                let mut end = None;
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => match chars.next() {
+                            Some((_, e)) => out.push(e),
+                            None => return Err(DigestError::Malformed),
+                        },
+                        '"' => {
+                            end = Some(i + 1);
+                            break;
+                        }
+                        _ => out.push(c),
+                    }
+                }
+                let end = end.ok_or(DigestError::Malformed)?;
+                value = out;
+                rest = &q[end..];
+            } else {
+                let end = rest
+                    .find(|c: char| c == ',' || c.is_ascii_whitespace())
+                    .unwrap_or(rest.len());
+                value = rest[..end].to_owned();
+                rest = &rest[end..];
+            }
+            // After a value only whitespace then a comma (or the end).
+            let after = rest.trim_start();
+            if !(after.is_empty() || after.starts_with(',')) {
+                return Err(DigestError::Malformed);
+            }
+            rest = after;
+            if params.insert(name, value).is_some() {
+                return Err(DigestError::Malformed);
+            }
+        }
+        let mut take = |k: &str| params.remove(k).filter(|s| !s.is_empty());
+        let c = Credentials {
+            username: take("username").ok_or(DigestError::Malformed)?,
+            realm: take("realm").ok_or(DigestError::Malformed)?,
+            nonce: take("nonce").ok_or(DigestError::Malformed)?,
+            uri: take("uri").ok_or(DigestError::Malformed)?,
+            response: take("response").ok_or(DigestError::Malformed)?,
+            algorithm: take("algorithm"),
+            cnonce: take("cnonce").ok_or(DigestError::Malformed)?,
+            nc: take("nc").ok_or(DigestError::Malformed)?,
+            qop: take("qop").ok_or(DigestError::Malformed)?,
+        };
+        if take("userhash").is_some_and(|u| u.eq_ignore_ascii_case("true")) {
+            // RFC 7616 §3.4.4 user hashing is not offered by our challenges.
+            return Err(DigestError::Malformed);
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_quoted_escapes_and_rejects_garbage() {
+        let c = Credentials::parse(
+            r#"Digest username="a\"b", realm="r", nonce=n, uri="sip:x", response="00", cnonce="c", nc=00000001, qop=auth"#,
+        )
+        .unwrap();
+        assert_eq!(c.username, "a\"b");
+        assert_eq!(c.nonce, "n");
+        for bad in [
+            "",
+            "Basic dXNlcjpwYXNz",
+            "Digest",
+            "Digest username=\"unterminated",
+            "Digest username=a username=b",
+            "Digest username=a, username=b",
+            "Digest =x",
+            r#"Digest username="a", realm="r", nonce="n", uri="u", response="x", cnonce="c", nc=1"#,
+        ] {
+            assert!(Credentials::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Credentials::parse(&"Digest a=b,".repeat(1000)).is_err());
+    }
+
+    #[test]
+    fn constant_time_eq() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}
