@@ -440,8 +440,16 @@ impl Ledger {
                 }
             }
             _ => {
+                // Unknown ID, no PIN or closed account: the same work as a
+                // wrong PIN (dummy verification, then the same counting
+                // UPDATE, which matches no row or counts on a PIN-less
+                // account), so neither words nor timing reveal which IDs
+                // exist.
                 let _ = self.verify_pin(pin, None).await?;
-                (AuthOutcome::Rejected, "rejected")
+                match lockout::record_failure(self, id, now_ms).await? {
+                    lockout::Failure::JustLocked => (AuthOutcome::Locked, "lockout"),
+                    _ => (AuthOutcome::Rejected, "rejected"),
+                }
             }
         };
         self.audit_at(ctx, Some(id), AuditAction::Authenticate, label, now_ms)
