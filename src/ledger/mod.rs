@@ -310,7 +310,7 @@ impl Ledger {
             .map_err(|e| LedgerError::Unavailable(format!("hash task failed: {e}")))?;
         let id_key = pin::hmac(&cfg.pepper, &[b"ivr12333 id hash v1"]);
         let permits = Arc::new(Semaphore::new(cfg.hash_concurrency.max(1)));
-        Ok(Ledger {
+        let ledger = Ledger {
             db,
             inner: Arc::new(Inner {
                 cfg,
@@ -319,7 +319,12 @@ impl Ledger {
                 dummy_hash,
                 hash_permits: permits,
             }),
-        })
+        };
+        // Housekeeping only: a failure here must not stop the service.
+        if let Err(e) = ledger.purge_unknown_locks(SystemTime::now()).await {
+            tracing::warn!(error = %e, "could not purge expired unknown-ID counters");
+        }
+        Ok(ledger)
     }
 
     pub fn config(&self) -> &LedgerConfig {
@@ -439,16 +444,30 @@ impl Ledger {
                     }
                 }
             }
-            _ => {
-                // Unknown ID, no PIN or closed account: the same work as a
-                // wrong PIN (dummy verification, then the same counting
-                // UPDATE, which matches no row or counts on a PIN-less
-                // account), so neither words nor timing reveal which IDs
-                // exist.
+            Some(_) => {
+                // No PIN yet or closed account: the same work and answers
+                // as a wrong PIN (dummy verification, the same counting).
                 let _ = self.verify_pin(pin, None).await?;
                 match lockout::record_failure(self, id, now_ms).await? {
+                    lockout::Failure::Counted => (AuthOutcome::Rejected, "rejected"),
                     lockout::Failure::JustLocked => (AuthOutcome::Locked, "lockout"),
-                    _ => (AuthOutcome::Rejected, "rejected"),
+                    lockout::Failure::AlreadyLocked => (AuthOutcome::Locked, "locked"),
+                }
+            }
+            None => {
+                // Unknown ID: dummy verification and a failure counter of
+                // its own (by keyed hash), so neither words, timing nor a
+                // lock after N tries reveal which IDs exist.
+                let h = self.id_hash(id);
+                if lockout::unknown_locked(self, &h, now_ms).await? {
+                    (AuthOutcome::Locked, "locked")
+                } else {
+                    let _ = self.verify_pin(pin, None).await?;
+                    match lockout::record_unknown_failure(self, &h, now_ms).await? {
+                        lockout::Failure::Counted => (AuthOutcome::Rejected, "rejected"),
+                        lockout::Failure::JustLocked => (AuthOutcome::Locked, "lockout"),
+                        lockout::Failure::AlreadyLocked => (AuthOutcome::Locked, "locked"),
+                    }
                 }
             }
         };
@@ -533,9 +552,38 @@ impl Ledger {
         Ok(())
     }
 
-    /// Clears the failure counter and any lock (`ledger unlock`).
+    /// Clears the failure counter and any lock (`ledger unlock`). Also
+    /// clears the counter an unknown ID may have; `NotFound` if the ID is
+    /// not an account.
     pub async fn unlock(&self, id: &IdNumber) -> Result<(), LedgerError> {
+        let h = self.id_hash(id);
+        with_db!(self, p => async {
+            sqlx::query("DELETE FROM unknown_id_lock WHERE id_hash = $1")
+                .bind(h.as_str())
+                .execute(p)
+                .await
+                .map(|_| ())
+        })?;
         lockout::unlock(self, id).await
+    }
+
+    /// Deletes unknown-ID failure counters whose window and lock are over
+    /// (they only matter within `failure_window`). Run at open; returns how
+    /// many rows went.
+    pub async fn purge_unknown_locks(&self, now: SystemTime) -> Result<u64, LedgerError> {
+        let now_ms = unix_ms(now);
+        let window = ms(self.inner.cfg.failure_window);
+        with_db!(self, p => async {
+            sqlx::query(
+                "DELETE FROM unknown_id_lock WHERE (locked_until IS NULL OR locked_until <= $1) \
+                 AND (fail_window_start IS NULL OR fail_window_start <= $1 - $2)",
+            )
+            .bind(now_ms)
+            .bind(window)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })
     }
 
     /// Sets a PIN (`ledger set-pin`): random salt, current parameters; also
