@@ -117,13 +117,22 @@ impl LedgerConfig {
     }
 }
 
-/// Who is calling, for the audit log.
-#[derive(Debug, Clone)]
+/// Who is calling, for the audit log. `Debug` shows the caller masked.
+#[derive(Clone)]
 pub struct AuditContext {
     /// SIP Call-ID.
     pub call_id: String,
     /// Raw From user part; the ledger masks it before storing.
     pub caller: String,
+}
+
+impl std::fmt::Debug for AuditContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditContext")
+            .field("call_id", &self.call_id)
+            .field("caller", &crate::domain::mask_caller(&self.caller))
+            .finish()
+    }
 }
 
 /// What an audit row records.
@@ -188,6 +197,20 @@ impl From<sqlx::Error> for LedgerError {
 pub struct Ledger {
     db: Db,
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backend = if self.db.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        f.debug_struct("Ledger")
+            .field("backend", &backend)
+            .field("config", &self.inner.cfg)
+            .finish()
+    }
 }
 
 struct Inner {
