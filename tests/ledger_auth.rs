@@ -73,10 +73,39 @@ async fn unknown_id_and_wrong_pin_look_the_same(db: TestDb) {
         .unwrap();
     assert_eq!(a, AuthOutcome::Rejected);
     assert_eq!(b, AuthOutcome::Rejected);
+    // The lock after N tries does not tell them apart either: an unknown
+    // ID gets the same sequence of answers as a known one.
+    let mut seq_unknown = vec![a];
+    let mut seq_known = vec![b];
+    for i in 0..5 {
+        seq_unknown.push(
+            l.authenticate(&id(UNKNOWN), &pin("123456"), &ctx(&format!("uu{i}")))
+                .await
+                .unwrap(),
+        );
+        seq_known.push(
+            l.authenticate(&id(NORMAL.0), &pin("999999"), &ctx(&format!("ww{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(seq_unknown, seq_known);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM unknown_id_lock").await, 1);
+    // Expired counters are purged; live ones are kept.
+    assert_eq!(l.purge_unknown_locks(SystemTime::now()).await.unwrap(), 0);
+    let far = SystemTime::now() + Duration::from_secs(3 * 24 * 3600);
+    assert_eq!(l.purge_unknown_locks(far).await.unwrap(), 1);
+    assert_eq!(seq_unknown[4], AuthOutcome::Locked);
+    assert_eq!(seq_unknown[3], AuthOutcome::Rejected);
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM audit_log WHERE outcome = 'lockout'")
+            .await,
+        2
+    );
     assert_eq!(
         db.scalar("SELECT COUNT(*) FROM audit_log WHERE outcome = 'rejected'")
             .await,
-        2
+        8
     );
     // The audit row holds the keyed hash, never the clear ID.
     let h = db

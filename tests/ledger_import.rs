@@ -252,6 +252,14 @@ async fn multi_batch_import(db: TestDb) {
             .await,
         n as i64
     );
+    // An account without a PIN never verifies: same answer as a wrong PIN.
+    let first = id(&valid_id("11010119800101000"));
+    assert_eq!(
+        l.authenticate(&first, &Pin::new("000000").unwrap(), &ctx("nopin"))
+            .await
+            .unwrap(),
+        AuthOutcome::Rejected
+    );
     l.close().await;
 }
 

@@ -94,6 +94,8 @@ async fn nothing_secret_reaches_logs(db: TestDb) {
         "{:?}",
         LedgerConfig::with_pepper(b"secret-pepper".to_vec())
     ));
+    texts.push(format!("{l:?} {:?}", ctx("p5")));
+    assert!(!texts.last().unwrap().contains("13812345678"));
     // A bad import row: the report carries only masked IDs.
     let bad = db.dir.path().join("bad.csv");
     std::fs::write(

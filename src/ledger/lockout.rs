@@ -145,6 +145,59 @@ pub(crate) async fn record_failure(
     })
 }
 
+/// Whether an ID that is not in the ledger is locked (by its keyed hash).
+pub(crate) async fn unknown_locked(
+    l: &Ledger,
+    id_hash: &str,
+    now_ms: i64,
+) -> Result<bool, LedgerError> {
+    let until: Option<Option<i64>> = with_db!(l, p => sqlx::query_scalar(
+        "SELECT locked_until FROM unknown_id_lock WHERE id_hash = $1",
+    )
+    .bind(id_hash)
+    .fetch_optional(p))?;
+    Ok(until.flatten().is_some_and(|t| t > now_ms))
+}
+
+/// Counts one failure for an ID that is not in the ledger, with exactly
+/// the rules of [`record_failure`], so unknown IDs lock like real ones.
+pub(crate) async fn record_unknown_failure(
+    l: &Ledger,
+    id_hash: &str,
+    now_ms: i64,
+) -> Result<Failure, LedgerError> {
+    let cfg = l.config();
+    let window = ms(cfg.failure_window);
+    let lock = ms(cfg.lock_duration);
+    let max = i64::from(cfg.max_failures);
+    let row: Option<(i64, Option<i64>)> = with_db!(l, p => sqlx::query_as(
+        "INSERT INTO unknown_id_lock AS u (id_hash, fail_count, fail_window_start, locked_until) \
+         VALUES ($1, 1, $2, CASE WHEN 1 >= $4 THEN $2 + $5 ELSE NULL END) \
+         ON CONFLICT (id_hash) DO UPDATE SET \
+           fail_count = CASE WHEN u.fail_window_start IS NULL OR u.fail_window_start <= $2 - $3 \
+                              OR u.locked_until IS NOT NULL THEN 1 ELSE u.fail_count + 1 END, \
+           fail_window_start = CASE WHEN u.fail_window_start IS NULL \
+                              OR u.fail_window_start <= $2 - $3 \
+                              OR u.locked_until IS NOT NULL THEN $2 ELSE u.fail_window_start END, \
+           locked_until = CASE WHEN (CASE WHEN u.fail_window_start IS NULL \
+                              OR u.fail_window_start <= $2 - $3 OR u.locked_until IS NOT NULL \
+                              THEN 1 ELSE u.fail_count + 1 END) >= $4 THEN $2 + $5 ELSE NULL END \
+         WHERE u.locked_until IS NULL OR u.locked_until <= $2 \
+         RETURNING fail_count, locked_until",
+    )
+    .bind(id_hash)
+    .bind(now_ms)
+    .bind(window)
+    .bind(max)
+    .bind(lock)
+    .fetch_optional(p))?;
+    Ok(match row {
+        None => Failure::AlreadyLocked,
+        Some((_, Some(_))) => Failure::JustLocked,
+        Some((_, None)) => Failure::Counted,
+    })
+}
+
 /// Clears counter and lock (`ledger unlock`).
 pub(crate) async fn unlock(l: &Ledger, id: &IdNumber) -> Result<(), LedgerError> {
     let n = with_db!(l, p => async {

@@ -117,13 +117,22 @@ impl LedgerConfig {
     }
 }
 
-/// Who is calling, for the audit log.
-#[derive(Debug, Clone)]
+/// Who is calling, for the audit log. `Debug` shows the caller masked.
+#[derive(Clone)]
 pub struct AuditContext {
     /// SIP Call-ID.
     pub call_id: String,
     /// Raw From user part; the ledger masks it before storing.
     pub caller: String,
+}
+
+impl std::fmt::Debug for AuditContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditContext")
+            .field("call_id", &self.call_id)
+            .field("caller", &crate::domain::mask_caller(&self.caller))
+            .finish()
+    }
 }
 
 /// What an audit row records.
@@ -188,6 +197,20 @@ impl From<sqlx::Error> for LedgerError {
 pub struct Ledger {
     db: Db,
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backend = if self.db.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        f.debug_struct("Ledger")
+            .field("backend", &backend)
+            .field("config", &self.inner.cfg)
+            .finish()
+    }
 }
 
 struct Inner {
@@ -310,7 +333,7 @@ impl Ledger {
             .map_err(|e| LedgerError::Unavailable(format!("hash task failed: {e}")))?;
         let id_key = pin::hmac(&cfg.pepper, &[b"ivr12333 id hash v1"]);
         let permits = Arc::new(Semaphore::new(cfg.hash_concurrency.max(1)));
-        Ok(Ledger {
+        let ledger = Ledger {
             db,
             inner: Arc::new(Inner {
                 cfg,
@@ -319,7 +342,12 @@ impl Ledger {
                 dummy_hash,
                 hash_permits: permits,
             }),
-        })
+        };
+        // Housekeeping only: a failure here must not stop the service.
+        if let Err(e) = ledger.purge_unknown_locks(SystemTime::now()).await {
+            tracing::warn!(error = %e, "could not purge expired unknown-ID counters");
+        }
+        Ok(ledger)
     }
 
     pub fn config(&self) -> &LedgerConfig {
@@ -439,9 +467,31 @@ impl Ledger {
                     }
                 }
             }
-            _ => {
+            Some(_) => {
+                // No PIN yet or closed account: the same work and answers
+                // as a wrong PIN (dummy verification, the same counting).
                 let _ = self.verify_pin(pin, None).await?;
-                (AuthOutcome::Rejected, "rejected")
+                match lockout::record_failure(self, id, now_ms).await? {
+                    lockout::Failure::Counted => (AuthOutcome::Rejected, "rejected"),
+                    lockout::Failure::JustLocked => (AuthOutcome::Locked, "lockout"),
+                    lockout::Failure::AlreadyLocked => (AuthOutcome::Locked, "locked"),
+                }
+            }
+            None => {
+                // Unknown ID: dummy verification and a failure counter of
+                // its own (by keyed hash), so neither words, timing nor a
+                // lock after N tries reveal which IDs exist.
+                let h = self.id_hash(id);
+                if lockout::unknown_locked(self, &h, now_ms).await? {
+                    (AuthOutcome::Locked, "locked")
+                } else {
+                    let _ = self.verify_pin(pin, None).await?;
+                    match lockout::record_unknown_failure(self, &h, now_ms).await? {
+                        lockout::Failure::Counted => (AuthOutcome::Rejected, "rejected"),
+                        lockout::Failure::JustLocked => (AuthOutcome::Locked, "lockout"),
+                        lockout::Failure::AlreadyLocked => (AuthOutcome::Locked, "locked"),
+                    }
+                }
             }
         };
         self.audit_at(ctx, Some(id), AuditAction::Authenticate, label, now_ms)
@@ -525,9 +575,38 @@ impl Ledger {
         Ok(())
     }
 
-    /// Clears the failure counter and any lock (`ledger unlock`).
+    /// Clears the failure counter and any lock (`ledger unlock`). Also
+    /// clears the counter an unknown ID may have; `NotFound` if the ID is
+    /// not an account.
     pub async fn unlock(&self, id: &IdNumber) -> Result<(), LedgerError> {
+        let h = self.id_hash(id);
+        with_db!(self, p => async {
+            sqlx::query("DELETE FROM unknown_id_lock WHERE id_hash = $1")
+                .bind(h.as_str())
+                .execute(p)
+                .await
+                .map(|_| ())
+        })?;
         lockout::unlock(self, id).await
+    }
+
+    /// Deletes unknown-ID failure counters whose window and lock are over
+    /// (they only matter within `failure_window`). Run at open; returns how
+    /// many rows went.
+    pub async fn purge_unknown_locks(&self, now: SystemTime) -> Result<u64, LedgerError> {
+        let now_ms = unix_ms(now);
+        let window = ms(self.inner.cfg.failure_window);
+        with_db!(self, p => async {
+            sqlx::query(
+                "DELETE FROM unknown_id_lock WHERE (locked_until IS NULL OR locked_until <= $1) \
+                 AND (fail_window_start IS NULL OR fail_window_start <= $1 - $2)",
+            )
+            .bind(now_ms)
+            .bind(window)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })
     }
 
     /// Sets a PIN (`ledger set-pin`): random salt, current parameters; also

@@ -169,15 +169,23 @@ impl TestDb {
     }
 }
 
-/// Runs one test body on a fresh database of the given backend.
+/// Runs one test body on a fresh database of the given backend. The body
+/// runs in its own task so that the database is dropped even when it
+/// panics; the panic is then re-raised.
 pub async fn run<F, Fut>(backend: Backend, body: F)
 where
     F: FnOnce(TestDb) -> Fut,
-    Fut: Future<Output = ()>,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     let db = TestDb::new(backend).await;
-    body(db.clone()).await;
+    let r = tokio::spawn(body(db.clone())).await;
     db.cleanup().await;
+    if let Err(e) = r {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        panic!("test task failed: {e}");
+    }
 }
 
 /// `both!(name)` turns `async fn name(db: TestDb)` into two tests,
