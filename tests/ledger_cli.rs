@@ -24,7 +24,10 @@ fn ledger(db: &TestDb, args: &[&str], stdin: Option<&str>, log: &mut String) -> 
     cmd.current_dir(db.dir.path())
         .arg("ledger")
         .args(args)
-        .env("IVR_PIN_PEPPER", std::str::from_utf8(PEPPER).unwrap())
+        .env(
+            "IVR12333_LEDGER__PIN_PEPPER",
+            std::str::from_utf8(PEPPER).unwrap(),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -180,9 +183,9 @@ both!(cli_round_trip);
 fn postgres_without_pepper_is_refused() {
     let o = Command::new(env!("CARGO_BIN_EXE_ivr12333"))
         .args(["ledger", "migrate", "--db", &ledger_support::pg_base()])
-        .env_remove("IVR_PIN_PEPPER")
+        .env_remove("IVR12333_LEDGER__PIN_PEPPER")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("IVR_PIN_PEPPER"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("IVR12333_LEDGER__PIN_PEPPER"));
 }

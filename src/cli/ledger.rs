@@ -3,7 +3,7 @@
 //!
 //! Exit status: 0 success, 1 failure (with a message), 2 usage error
 //! (including an invalid ID number or PIN). Never prints a PIN; IDs only
-//! masked. The PIN pepper comes from `IVR_PIN_PEPPER`; without it a SQLite
+//! masked. The PIN pepper comes from `IVR12333_LEDGER__PIN_PEPPER`; without it a SQLite
 //! ledger uses the public demo pepper (with a warning) and a PostgreSQL
 //! ledger refuses to open.
 
@@ -80,7 +80,7 @@ fn config_for(url: &str) -> LedgerConfig {
         None => {
             if !crate::ledger::db::is_postgres_url(url) {
                 eprintln!(
-                    "warning: IVR_PIN_PEPPER is not set; using the public demo pepper (demo data only)"
+                    "warning: IVR12333_LEDGER__PIN_PEPPER is not set; using the public demo pepper (demo data only)"
                 );
             }
             LedgerConfig::demo()

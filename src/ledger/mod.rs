@@ -49,7 +49,7 @@ use db::Db;
 pub const DEMO_PEPPER: &[u8] = b"ivr12333-demo-pepper-NOT-A-SECRET";
 
 /// Ledger settings. `pepper` is the server-side PIN secret (from
-/// `IVR_PIN_PEPPER`), never stored in the database.
+/// `IVR12333_LEDGER__PIN_PEPPER`), never stored in the database.
 #[derive(Clone)]
 pub struct LedgerConfig {
     pub pepper: Vec<u8>,
@@ -105,9 +105,9 @@ impl LedgerConfig {
         LedgerConfig::with_pepper(DEMO_PEPPER.to_vec())
     }
 
-    /// Defaults with the pepper from `IVR_PIN_PEPPER`, if set and non-empty.
+    /// Defaults with the pepper from `IVR12333_LEDGER__PIN_PEPPER`, if set and non-empty.
     pub fn from_env() -> Option<LedgerConfig> {
-        let p = std::env::var_os("IVR_PIN_PEPPER")?;
+        let p = std::env::var_os("IVR12333_LEDGER__PIN_PEPPER")?;
         let bytes = p.into_encoded_bytes();
         (!bytes.is_empty()).then(|| LedgerConfig::with_pepper(bytes))
     }
@@ -308,12 +308,12 @@ impl Ledger {
     pub async fn open(url: &str, cfg: LedgerConfig) -> Result<Ledger, LedgerError> {
         if cfg.pepper.is_empty() {
             return Err(LedgerError::Config(
-                "no PIN pepper configured (set IVR_PIN_PEPPER)".into(),
+                "no PIN pepper configured (set IVR12333_LEDGER__PIN_PEPPER)".into(),
             ));
         }
         if db::is_postgres_url(url) && cfg.is_demo_pepper() {
             return Err(LedgerError::Config(
-                "refusing to open a PostgreSQL ledger with the demo pepper (set IVR_PIN_PEPPER)"
+                "refusing to open a PostgreSQL ledger with the demo pepper (set IVR12333_LEDGER__PIN_PEPPER)"
                     .into(),
             ));
         }

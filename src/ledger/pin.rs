@@ -3,7 +3,7 @@
 //! A 6-digit PIN has only 10⁶ values (DOMAIN.md, "PIN and lockout"), so the
 //! hash alone cannot protect it against someone holding a copy of the
 //! database. The pepper, passed as argon2's secret input `K` (RFC 9106 §3.1),
-//! lives in configuration (`IVR_PIN_PEPPER`), never in the database: without
+//! lives in configuration (`IVR12333_LEDGER__PIN_PEPPER`), never in the database: without
 //! it a stolen table cannot be brute-forced at all. argon2id's cost is the
 //! second line of defence if the pepper leaks too.
 //!

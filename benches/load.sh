@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Load run: the release service on loopback against SIPp.
+#
+#   benches/load.sh CONCURRENT RATE TOTAL HOLD_MS
+#   e.g. benches/load.sh 5000 200 10000 30000   (5,000 calls up at once)
+#        benches/load.sh 2000 1000 20000 1000   (1,000 new calls/s)
+#
+# Prints SIPp's result and the service's CPU time, peak memory and memory per
+# concurrent call. Loopback only; bounded by TOTAL calls and SIPp's -timeout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+conc=${1:-1000}; rate=${2:-100}; total=${3:-2000}; hold=${4:-20000}
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+cargo build --release --quiet --bin ivr12333
+work=$(mktemp -d)
+trap 'kill $svc 2>/dev/null || true; wait $svc 2>/dev/null || true; rm -rf "$work"' EXIT
+port=$((15000 + RANDOM % 5000))
+IVR12333_LOG__LEVEL=warn IVR12333_SIP__MAX_CALLS=20000 IVR12333_SIP__MAX_CALLS_PER_SECOND=5000 \
+  IVR12333_RTP__INACTIVITY_TIMEOUT_SECS=3600 \
+  target/release/ivr12333 serve --sip-listen 127.0.0.1:$port --rtp-ports 20000-39999 \
+  --db "sqlite://$work/ledger.db" --admin-listen "" >"$work/service.log" 2>&1 &
+svc=$!
+for _ in $(seq 1 100); do
+  grep -q "ivr12333 serving" "$work/service.log" && break
+  sleep 0.1
+done
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14+$15}' /proc/$svc/stat; }
+rss_kib() { awk '/VmRSS/{print $2}' /proc/$svc/status; }
+base_rss=$(rss_kib); cpu0=$(cpu); t0=$(date +%s.%N)
+peak=0
+( while kill -0 $svc 2>/dev/null; do r=$(rss_kib); echo "$r" >> "$work/rss"; sleep 0.5; done ) &
+sampler=$!
+sed "s/HOLD_MS/$hold/" tests/sipp/uac_load.xml > "$work/uac_load.xml"
+sipp -sf "$work/uac_load.xml" -s 12333 127.0.0.1:$port -i 127.0.0.1 -p $((port + 1)) \
+  -mi 127.0.0.1 -mp $((port + 10)) -l "$conc" -r "$rate" -rp 1000 -m "$total" \
+  -timeout $(( (total / rate) + hold / 1000 + 120 ))s -timeout_error -nostdin \
+  -trace_stat -stf "$work/stats.csv" >"$work/sipp.out" 2>&1 && status=ok || status="FAILED($?)"
+t1=$(date +%s.%N); cpu1=$(cpu)
+kill $sampler 2>/dev/null || true
+peak=$(sort -n "$work/rss" | tail -n 1)
+ok=$(tail -n 1 "$work/stats.csv" | awk -F';' '{print $16}')
+failed=$(tail -n 1 "$work/stats.csv" | awk -F';' '{print $18}')
+wall=$(echo "$t1 - $t0" | bc)
+cpus=$(echo "scale=2; ($cpu1 - $cpu0) / $ticks" | bc)
+echo "load: concurrent=$conc rate=$rate/s total=$total hold=${hold}ms sipp=$status successful=$ok failed=$failed"
+echo "service: wall ${wall}s, CPU ${cpus}s ($(echo "scale=1; 100 * $cpus / $wall" | bc)% of one core)"
+echo "service: RSS at start ${base_rss} KiB, peak ${peak} KiB, $(echo "scale=1; ($peak - $base_rss) / $conc" | bc) KiB per concurrent call"
