@@ -761,3 +761,30 @@ fn digit_queue_is_bounded() {
         })
     );
 }
+
+/// A prompt queued between two slots starts at once (marker set) instead of
+/// waiting for the next 20 ms slot, and pacing continues 20 ms from there.
+#[test]
+fn talkspurt_starts_at_once_between_slots() {
+    let t0 = Instant::now();
+    let mut s = new_session(t0);
+    let first = drain(&mut s, t0);
+    assert_eq!(first.len(), 1, "slot 0 (silence) at t0");
+    assert!(s.poll_timeout().unwrap() >= ms(t0, 20));
+    // 7 ms into the slot, the flow asks for a prompt.
+    let t = ms(t0, 7);
+    let _ = drain(&mut s, t); // the driver runs; nothing is due yet
+    s.play(&[PlayItem::Clip(clip(3, 8000))], 1);
+    assert!(s.poll_timeout().unwrap() <= t, "the prompt is due now");
+    let now = drain(&mut s, t);
+    assert_eq!(now.len(), 1);
+    assert!(now[0].marker, "talkspurt start carries the marker bit");
+    assert_eq!(now[0].seq, first[0].seq.wrapping_add(1), "sequence stays continuous");
+    assert_eq!(now[0].ts, first[0].ts.wrapping_add(160));
+    // The next frame follows 20 ms later, not at the old grid's 40 ms.
+    assert_eq!(s.poll_timeout().unwrap(), ms(t0, 27));
+    assert!(drain(&mut s, ms(t0, 26)).is_empty());
+    let next = drain(&mut s, ms(t0, 27));
+    assert_eq!(next.len(), 1);
+    assert!(!next[0].marker);
+}
