@@ -13,7 +13,7 @@ pub mod domain;
 pub mod flow;
 pub mod ledger;
 pub mod media;
-pub mod runtime;
 pub mod queue;
+pub mod runtime;
 pub mod say;
 pub mod sip;

@@ -1,4 +1,7 @@
-//! The admin HTTP endpoint: `/healthz` and Prometheus `/metrics`.
+//! The admin HTTP endpoint: `/healthz`, Prometheus `/metrics` and, when
+//! agent queues are configured, the queue routes of
+//! [`crate::queue::admin::router`] (`/queues`, `/agents`, agent login,
+//! logout and pause, `/calls`).
 //!
 //! Metrics carry counts, durations and reasons only: never a digit, ID, PIN
 //! or balance.
@@ -33,15 +36,23 @@ struct AdminState {
 
 /// The admin routes, testable with `tower::ServiceExt::oneshot`.
 pub fn router(services: Arc<Services>, stopping: watch::Receiver<bool>) -> Router {
+    let queues = services.queues.as_ref().map(|q| {
+        let ctl: Arc<dyn crate::queue::admin::QueueControl> = Arc::new(q.shared());
+        crate::queue::admin::router(ctl)
+    });
     let state = AdminState {
         services,
         metrics: metrics_handle(),
         stopping,
     };
-    Router::new()
+    let base = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
-        .with_state(state)
+        .with_state(state);
+    match queues {
+        Some(q) => base.merge(q),
+        None => base,
+    }
 }
 
 async fn healthz(State(s): State<AdminState>) -> (StatusCode, String) {

@@ -2,8 +2,10 @@
 //! decision is made by the sans-IO cores this layer drives.
 
 pub mod admin;
+pub mod bridge;
 pub mod call_task;
 pub mod ports;
+pub mod queue_task;
 pub mod sip;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -153,6 +155,18 @@ pub async fn serve(
         .validate()
         .map_err(|e| anyhow::anyhow!("sip.allow_from: {e}"))?;
     let limits = ep_cfg.limits;
+    let queues = match cfg.queue_set().map_err(|e| anyhow::anyhow!("{e}"))? {
+        Some(set) => {
+            let has_agents = !cfg.agent.is_empty();
+            tracing::info!(
+                queues = set.queue_names().count(),
+                agents = cfg.agent.len(),
+                "agent queues configured"
+            );
+            Some(queue_task::QueueRuntime::new(set, has_agents))
+        }
+        None => None,
+    };
     let endpoint = Endpoint::new(ep_cfg);
 
     let services = Arc::new(Services {
@@ -164,9 +178,11 @@ pub async fn serve(
         bind_ip: listen.ip(),
         media_ip: advertise,
         inactivity_timeout: Duration::from_secs(cfg.rtp.inactivity_timeout_secs),
+        queues: queues.clone(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let queue_driver = queues.clone().map(|q| tokio::spawn(q.run(stop_rx.clone())));
     let admin = if cfg.admin.listen.is_empty() {
         None
     } else {
@@ -207,6 +223,9 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     driver.await.context("SIP driver task")?;
     reload.abort();
+    if let Some(q) = queue_driver {
+        q.abort();
+    }
     if let Some(a) = admin {
         a.abort();
     }

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::call::CallSignal;
 use crate::sip::wire::{StreamFramer, WireLimits};
-use crate::sip::{CallHandle, ConnId, EndReason, Endpoint, SipEvent, Transport};
+use crate::sip::{CallHandle, ConnId, EndReason, Endpoint, OutboundCall, SipEvent, Transport};
 
 use super::call_task::{self, CallInfo, Services};
 
@@ -30,6 +30,16 @@ pub enum SipCommand {
     ReinviteAnswer(CallHandle, Result<Vec<u8>, u16>),
     /// The call task is gone (it ended, or it failed).
     Gone(CallHandle),
+    /// Place an outbound call (an agent leg). Its events go to `owner` as
+    /// `CallSignal::Agent*`; the handle comes back on `reply`.
+    Invite {
+        call: OutboundCall,
+        owner: mpsc::UnboundedSender<CallSignal>,
+        reply: oneshot::Sender<CallHandle>,
+    },
+    /// Hang up an agent leg (CANCEL before the answer, BYE after) and stop
+    /// routing its events.
+    DropLeg(CallHandle),
 }
 
 enum NetInput {
@@ -83,6 +93,8 @@ pub async fn run(
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<SipCommand>();
     let mut conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut calls: HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>> = HashMap::new();
+    // Outbound agent legs → the caller's task that placed them.
+    let mut legs: HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>> = HashMap::new();
     let accept_task = tokio::spawn(accept_loop(
         tcp,
         net_tx.clone(),
@@ -122,6 +134,15 @@ pub async fn run(
                         calls.remove(&c);
                         endpoint.hangup(now, c);
                     }
+                    SipCommand::Invite { call, owner, reply } => {
+                        let h = endpoint.invite(now, call);
+                        legs.insert(h, owner);
+                        let _ = reply.send(h);
+                    }
+                    SipCommand::DropLeg(c) => {
+                        legs.remove(&c);
+                        endpoint.hangup(now, c);
+                    }
                 }
             }
             _ = async {
@@ -142,7 +163,9 @@ pub async fn run(
 
         flush(&mut endpoint, &udp, &conns);
         while let Some(ev) = endpoint.poll_event() {
-            dispatch(ev, &mut calls, &services, &cmd_tx);
+            if let Some(ev) = dispatch_leg(ev, &mut legs, &mut endpoint) {
+                dispatch(ev, &mut calls, &services, &cmd_tx);
+            }
         }
         flush(&mut endpoint, &udp, &conns);
 
@@ -190,6 +213,52 @@ fn flush(endpoint: &mut Endpoint, udp: &UdpSocket, conns: &HashMap<ConnId, mpsc:
     }
 }
 
+/// Routes the events of outbound agent legs to the task that placed them;
+/// returns the other events. An answer for a leg nobody owns any more (a
+/// 200 crossing our CANCEL) is hung up.
+fn dispatch_leg(
+    ev: SipEvent,
+    legs: &mut HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>>,
+    endpoint: &mut Endpoint,
+) -> Option<SipEvent> {
+    let call = match &ev {
+        SipEvent::Progress { call, .. }
+        | SipEvent::Answered { call, .. }
+        | SipEvent::CallEnded { call, .. }
+        | SipEvent::ReInvite { call, .. }
+        | SipEvent::Dtmf { call, .. } => *call,
+        _ => return Some(ev),
+    };
+    let Some(tx) = legs.get(&call).cloned() else {
+        if let SipEvent::Answered { call, .. } = ev {
+            tracing::debug!(?call, "answer for an abandoned agent leg: hanging up");
+            endpoint.hangup(std::time::Instant::now(), call);
+            return None;
+        }
+        return Some(ev);
+    };
+    let signal = match ev {
+        SipEvent::Progress { call, status, .. } => CallSignal::AgentProgress { leg: call, status },
+        SipEvent::Answered { call, sdp } => CallSignal::AgentAnswered { leg: call, sdp },
+        SipEvent::CallEnded { call, reason } => {
+            legs.remove(&call);
+            CallSignal::AgentEnded {
+                leg: call,
+                reason: end_reason_str(&reason),
+            }
+        }
+        SipEvent::ReInvite { call, .. } => {
+            // The agent's phone re-negotiates (hold): the relay keeps the
+            // negotiated codecs, so refuse a change we cannot follow.
+            endpoint.answer_reinvite(std::time::Instant::now(), call, Err(488));
+            return None;
+        }
+        _ => return None,
+    };
+    let _ = tx.send(signal);
+    None
+}
+
 fn dispatch(
     ev: SipEvent,
     calls: &mut HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>>,
@@ -207,7 +276,7 @@ fn dispatch(
             offer,
         } => {
             let (tx, rx) = mpsc::unbounded_channel();
-            calls.insert(call, tx);
+            calls.insert(call, tx.clone());
             metrics::counter!("ivr_calls_total").increment(1);
             metrics::gauge!("ivr_calls_active").set(calls.len() as f64);
             let info = CallInfo {
@@ -216,14 +285,20 @@ fn dispatch(
                 caller: from_user,
                 remote,
                 offer,
+                max_forwards: 70,
             };
-            tokio::spawn(call_task::run(info, services.clone(), cmd_tx.clone(), rx));
+            tokio::spawn(call_task::run(
+                info,
+                services.clone(),
+                cmd_tx.clone(),
+                tx,
+                rx,
+            ));
         }
         SipEvent::CallConfirmed { call, sdp } => send(calls, call, CallSignal::Confirmed(sdp)),
         SipEvent::ReInvite { call, offer } => send(calls, call, CallSignal::ReInvite(offer)),
         SipEvent::Dtmf { call, digit, .. } => send(calls, call, CallSignal::InfoDigit(digit)),
         SipEvent::ReInviteAck { call, sdp } => send(calls, call, CallSignal::ReInviteAck(sdp)),
-        // Outbound legs (agent transfer) are not placed by this build.
         SipEvent::Progress { call, .. } | SipEvent::Answered { call, .. } => {
             tracing::debug!(?call, "event for an outbound leg nobody placed; ignored");
         }
