@@ -352,7 +352,11 @@ async fn queue_action(
     };
     let now = Instant::now();
     match action {
-        QueueAction::Announce { position, .. } => call.queue_announce(now, position),
+        QueueAction::Announce { position, .. } => {
+            // A queue position is not personal data.
+            tracing::info!(%call_id, position, "queue position announced");
+            call.queue_announce(now, position);
+        }
         QueueAction::RingAgent {
             agent: id, contact, ..
         } => {
