@@ -147,7 +147,9 @@ fn two_callers_hear_positions_two_then_one() {
     second.idle(10);
     second.command("sndcode", "0");
     let second_call = loop_until(&svc, &mut second, |log| {
-        call_ids_with(log, "caller joined the agent queue").get(1).cloned()
+        call_ids_with(log, "caller joined the agent queue")
+            .get(1)
+            .cloned()
     })
     .expect("second caller never queued");
     // It hears position 2 at least once.
