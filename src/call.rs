@@ -56,6 +56,13 @@ pub enum CallSignal {
         leg: CallHandle,
         reason: &'static str,
     },
+    /// Our REFER of this call was accepted (202).
+    ReferAccepted,
+    /// Our REFER was refused or could not be sent (`status` 0 for a local
+    /// error).
+    ReferFailed { status: u16 },
+    /// Progress of the transfer (RFC 3515 NOTIFY sipfrag status).
+    ReferNotify { status: u16, terminated: bool },
 }
 
 /// What a call asks of the outside world.
@@ -282,7 +289,10 @@ impl Call {
             // outcome through the queue methods below.
             CallSignal::AgentProgress { .. }
             | CallSignal::AgentAnswered { .. }
-            | CallSignal::AgentEnded { .. } => {}
+            | CallSignal::AgentEnded { .. }
+            | CallSignal::ReferAccepted
+            | CallSignal::ReferFailed { .. }
+            | CallSignal::ReferNotify { .. } => {}
         }
     }
 
@@ -589,6 +599,17 @@ impl Call {
         }
         self.outputs.push_back(CallOutput::Hangup);
         self.finish(now, "agent_hangup");
+    }
+
+    /// The caller was transferred elsewhere (REFER succeeded): our leg ends.
+    pub fn transferred_away(&mut self, now: Instant) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        self.queued = false;
+        self.stop_own_audio();
+        self.outputs.push_back(CallOutput::Hangup);
+        self.finish(now, "referred");
     }
 
     fn own_token(&mut self) -> u64 {

@@ -210,3 +210,77 @@ fn positions_of(log: &str, call_id: &str) -> Vec<usize> {
         .filter_map(|l| field(l, "position")?.parse().ok())
         .collect()
 }
+
+fn refer_config(dir: &Path, target: &str) -> std::path::PathBuf {
+    let text = format!(
+        "[agent_hours]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
+         open = \"00:00\"\nclose = \"23:59\"\n\n\
+         [[agent]]\nid = \"agent1\"\npassword = \"secret-1\"\n\n\
+         [[queue]]\nname = \"agents\"\nagents = [\"agent1\"]\nmode = \"refer\"\nrefer_target = \"{target}\"\n"
+    );
+    let p = dir.join("refer.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// REFER mode: the caller (baresip follows REFER) is blind-transferred to
+/// the configured desk, which answers; the IVR then hangs up its leg.
+#[test]
+fn refer_mode_transfers_the_caller_to_the_configured_desk() {
+    let dir = tempfile::tempdir().unwrap();
+    let caller_wav = dir.path().join("caller.wav");
+    let desk_wav = dir.path().join("desk.wav");
+    write_source_wav(&caller_wav, 90, CALLER_HZ, 0.3);
+    write_source_wav(&desk_wav, 90, AGENT_HZ, 0.3);
+    let mut desk = Baresip::start("desk", &desk_wav, true);
+    let cfg = refer_config(dir.path(), &desk.sip_uri());
+    let svc = Service::start_with(&["--config", cfg.to_str().unwrap()], &[]);
+    let mut caller = Baresip::start("caller", &caller_wav, false);
+    caller.command("dial", &format!("sip:12333@{}", svc.sip));
+    assert!(caller.wait_event("CALL_ESTABLISHED", 100));
+    caller.idle(20);
+    caller.command("sndcode", "0");
+    assert!(
+        desk.wait_event("CALL_ESTABLISHED", 300),
+        "the desk never got the transferred call\nservice log:\n{}\ncaller log:\n{}",
+        svc.log_text(),
+        caller.log_text()
+    );
+    let ok = loop_until(&svc, &mut caller, |log| {
+        log.contains("REFER succeeded").then_some(())
+    });
+    assert!(ok.is_some(), "no REFER success:\n{}", svc.log_text());
+    // The desk hears the caller directly (the IVR is out of the media path).
+    caller.idle(30);
+    desk.command("hangup", "");
+    desk.idle(5);
+    caller.quit();
+    desk.quit();
+    assert!(tone_frames(&desk.received_audio(), CALLER_HZ) >= 50);
+}
+
+/// REFER to a target that refuses (baresip answers 404 for an unknown
+/// user): the caller is not lost; with no agent free it hears the apology
+/// and goodbye.
+#[test]
+fn refer_failure_falls_back_to_the_apology() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("caller.wav");
+    write_source_wav(&wav, 90, CALLER_HZ, 0.02);
+    let mut desk = Baresip::start("desk", &wav, true);
+    let target = desk.sip_uri().replace("sip:desk@", "sip:nobody@");
+    let cfg = refer_config(dir.path(), &target);
+    let svc = Service::start_with(&["--config", cfg.to_str().unwrap()], &[]);
+    let mut caller = Baresip::start("caller", &wav, false);
+    caller.command("dial", &format!("sip:12333@{}", svc.sip));
+    assert!(caller.wait_event("CALL_ESTABLISHED", 100));
+    caller.idle(20);
+    caller.command("sndcode", "0");
+    let ok = loop_until(&svc, &mut caller, |log| {
+        log.contains("REFER fallback: no agent free").then_some(())
+    });
+    desk.idle(1);
+    assert!(ok.is_some(), "no fallback:\n{}", svc.log_text());
+    caller.quit();
+    desk.quit();
+}

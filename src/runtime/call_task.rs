@@ -28,7 +28,7 @@ use crate::ledger::{AuditAction, AuditContext, Ledger};
 use crate::media::g711::Codec;
 use crate::media::prompts::PromptLibrary;
 use crate::media::sdp::{LocalMedia, Negotiated, SdpSession};
-use crate::queue::{AgentId, CallerId, MaxWaitAction, QueueAction};
+use crate::queue::{AgentId, CallerId, MaxWaitAction, QueueAction, QueueMode};
 use crate::runtime::bridge::Side;
 use crate::sip::{CallHandle, OutboundCall, Transport};
 
@@ -81,6 +81,8 @@ struct AgentSide {
     legs: Vec<AgentLeg>,
     /// Index in `legs` of the agent the caller talks to.
     connected: Option<usize>,
+    /// A REFER to this queue's configured target is in progress.
+    referring: Option<String>,
 }
 
 enum Reply {
@@ -188,6 +190,30 @@ pub async fn run(
                     });
                 }
                 CallOutput::Transfer { queue, id } => {
+                    if let Some(id) = &id {
+                        verified_masked = Some(id.masked());
+                    }
+                    let refer_target =
+                        services
+                            .queues
+                            .as_ref()
+                            .and_then(|q| match q.queue_mode(&queue) {
+                                Some(QueueMode::Refer { target }) => Some(target),
+                                _ => None,
+                            });
+                    if let Some(target) = refer_target {
+                        // REFER mode: the target comes from configuration only.
+                        tracing::info!(call_id = %ctx.call_id, %queue, "transferring the caller with REFER");
+                        agent.referring = Some(queue.clone());
+                        let _ = sip.send(SipCommand::Refer(handle, target));
+                        let (ledger, ctx2) = (services.ledger.clone(), ctx.clone());
+                        tokio::spawn(async move {
+                            let _ = ledger
+                                .audit(&ctx2, id.as_ref(), AuditAction::Transfer { queue }, "refer")
+                                .await;
+                        });
+                        continue;
+                    }
                     let joined = services
                         .queues
                         .as_ref()
@@ -210,9 +236,6 @@ pub async fn run(
                             "no_agent_queue"
                         }
                     };
-                    if let Some(id) = &id {
-                        verified_masked = Some(id.masked());
-                    }
                     let (ledger, ctx2) = (services.ledger.clone(), ctx.clone());
                     tokio::spawn(async move {
                         let _ = ledger
@@ -289,6 +312,25 @@ pub async fn run(
                 Some(CallSignal::AgentEnded { leg, reason }) => {
                     agent_ended(&mut agent, &services, caller_id, leg, reason, &mut call, &ctx.call_id);
                 }
+                Some(CallSignal::ReferAccepted) => {
+                    tracing::info!(call_id = %ctx.call_id, "REFER accepted");
+                }
+                Some(CallSignal::ReferFailed { status }) => {
+                    tracing::info!(call_id = %ctx.call_id, status, "REFER refused");
+                    refer_fallback(&mut agent, &services, caller_id, &queue_tx, &mut call, &ctx.call_id);
+                }
+                Some(CallSignal::ReferNotify { status, terminated }) => {
+                    if agent.referring.is_some() {
+                        if (200..300).contains(&status) {
+                            tracing::info!(call_id = %ctx.call_id, status, "REFER succeeded: caller transferred");
+                            agent.referring = None;
+                            call.transferred_away(Instant::now());
+                        } else if status >= 300 || terminated {
+                            tracing::info!(call_id = %ctx.call_id, status, "transfer target failed");
+                            refer_fallback(&mut agent, &services, caller_id, &queue_tx, &mut call, &ctx.call_id);
+                        }
+                    }
+                }
                 Some(sig) => call.handle_signal(Instant::now(), sig),
                 None => signals_open = false,
             },
@@ -320,6 +362,33 @@ pub async fn run(
     drop_legs(&mut agent, &sip);
     let _ = sip.send(SipCommand::Gone(handle));
     drop(port);
+}
+
+/// The REFER failed: the internal queue if it has a free agent, else the
+/// apology ("坐席全忙" and goodbye).
+fn refer_fallback(
+    agent: &mut AgentSide,
+    services: &Services,
+    caller: CallerId,
+    queue_tx: &mpsc::UnboundedSender<QueueAction>,
+    call: &mut Call,
+    call_id: &str,
+) {
+    let Some(queue) = agent.referring.take() else {
+        return;
+    };
+    let now = Instant::now();
+    if let Some(q) = &services.queues
+        && q.has_available_agent(&queue)
+        && q.join(&queue, caller, queue_tx.clone()).is_ok()
+    {
+        tracing::info!(%call_id, %queue, "REFER fallback: caller joined the agent queue");
+        agent.waiting = true;
+        call.queue_joined(now);
+        return;
+    }
+    tracing::info!(%call_id, %queue, "REFER fallback: no agent free, apologising");
+    call.handle_transfer_failed(now);
 }
 
 /// What placing an agent leg needs from the task.
@@ -487,8 +556,8 @@ fn outbound_call(
     contact: &str,
     dest: SocketAddr,
     offer: Vec<u8>,
-    _headers: Vec<(String, String)>,
-    _max_forwards: u8,
+    headers: Vec<(String, String)>,
+    max_forwards: u8,
 ) -> OutboundCall {
     OutboundCall {
         request_uri: contact.to_owned(),
@@ -496,6 +565,8 @@ fn outbound_call(
         transport: Transport::Udp,
         from_user: "12333".to_owned(),
         sdp: Some(offer),
+        headers,
+        max_forwards,
     }
 }
 

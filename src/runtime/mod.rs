@@ -143,18 +143,6 @@ pub async fn serve(
     }
     let (lo, hi) = cfg.rtp.port_range().map_err(anyhow::Error::msg)?;
 
-    let ep_cfg = EndpointConfig {
-        local_addr: SocketAddr::new(advertise, listen.port()),
-        user_agent: format!("ivr12333/{}", env!("CARGO_PKG_VERSION")),
-        allow_from: cfg.sip.allow_from.clone(),
-        max_calls: cfg.sip.max_calls,
-        max_calls_per_second: cfg.sip.max_calls_per_second,
-        ..EndpointConfig::default()
-    };
-    ep_cfg
-        .validate()
-        .map_err(|e| anyhow::anyhow!("sip.allow_from: {e}"))?;
-    let limits = ep_cfg.limits;
     let queues = match cfg.queue_set().map_err(|e| anyhow::anyhow!("{e}"))? {
         Some(set) => {
             let has_agents = !cfg.agent.is_empty();
@@ -163,10 +151,32 @@ pub async fn serve(
                 agents = cfg.agent.len(),
                 "agent queues configured"
             );
-            Some(queue_task::QueueRuntime::new(set, has_agents))
+            let passwords: std::collections::HashMap<String, String> = cfg
+                .agent
+                .iter()
+                .filter_map(|a| Some((a.id.clone(), a.password.clone()?)))
+                .collect();
+            let registrar = (!passwords.is_empty()).then(|| {
+                let secret: [u8; 32] = rand::random();
+                queue_task::Registrar::new(&secret, passwords)
+            });
+            Some(queue_task::QueueRuntime::new(set, has_agents, registrar))
         }
         None => None,
     };
+    let ep_cfg = EndpointConfig {
+        local_addr: SocketAddr::new(advertise, listen.port()),
+        user_agent: format!("ivr12333/{}", env!("CARGO_PKG_VERSION")),
+        allow_from: cfg.sip.allow_from.clone(),
+        max_calls: cfg.sip.max_calls,
+        max_calls_per_second: cfg.sip.max_calls_per_second,
+        registrar: queues.as_ref().is_some_and(|q| q.registrar_enabled()),
+        ..EndpointConfig::default()
+    };
+    ep_cfg
+        .validate()
+        .map_err(|e| anyhow::anyhow!("sip.allow_from: {e}"))?;
+    let limits = ep_cfg.limits;
     let endpoint = Endpoint::new(ep_cfg);
 
     let services = Arc::new(Services {

@@ -40,6 +40,8 @@ pub enum SipCommand {
     /// Hang up an agent leg (CANCEL before the answer, BYE after) and stop
     /// routing its events.
     DropLeg(CallHandle),
+    /// Blind-transfer the caller with REFER to a configured target.
+    Refer(CallHandle, String),
 }
 
 enum NetInput {
@@ -139,6 +141,12 @@ pub async fn run(
                         legs.insert(h, owner);
                         let _ = reply.send(h);
                     }
+                    SipCommand::Refer(c, target) => {
+                        if let Err(e) = endpoint.refer(now, c, &target) {
+                            tracing::info!(call = ?c, error = %e, "REFER not sent");
+                            send(&calls, c, CallSignal::ReferFailed { status: 0 });
+                        }
+                    }
                     SipCommand::DropLeg(c) => {
                         legs.remove(&c);
                         endpoint.hangup(now, c);
@@ -163,7 +171,8 @@ pub async fn run(
 
         flush(&mut endpoint, &udp, &conns);
         while let Some(ev) = endpoint.poll_event() {
-            if let Some(ev) = dispatch_leg(ev, &mut legs, &mut endpoint) {
+            if let Some(ev) = dispatch_leg(ev, &mut legs, &mut endpoint, services.queues.as_deref())
+            {
                 dispatch(ev, &mut calls, &services, &cmd_tx);
             }
         }
@@ -220,7 +229,36 @@ fn dispatch_leg(
     ev: SipEvent,
     legs: &mut HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>>,
     endpoint: &mut Endpoint,
+    queues: Option<&super::queue_task::QueueRuntime>,
 ) -> Option<SipEvent> {
+    if let SipEvent::Register {
+        reg,
+        user,
+        contact,
+        expires,
+        authorization,
+        method_uri,
+        ..
+    } = ev
+    {
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let reply = match queues {
+            Some(q) => q.register(
+                now_unix,
+                &user,
+                contact.as_deref(),
+                expires,
+                authorization.as_deref(),
+                &method_uri,
+            ),
+            None => crate::sip::registrar::RegisterReply::Forbidden,
+        };
+        endpoint.respond_register(std::time::Instant::now(), reg, reply);
+        return None;
+    }
     let call = match &ev {
         SipEvent::Progress { call, .. }
         | SipEvent::Answered { call, .. }
@@ -274,7 +312,17 @@ fn dispatch(
             remote,
             transport: _,
             offer,
+            max_forwards,
         } => {
+            // RFC 3261 §16.6 step 3 for our B2BUA leg: the agent's INVITE
+            // carries one less; a call that arrives with nothing left to
+            // give (a forwarding loop through the agent leg) gets 483.
+            if services.queues.is_some() && max_forwards <= 1 {
+                tracing::info!(%call_id, "Max-Forwards exhausted: 483");
+                let _ = cmd_tx.send(SipCommand::Reject(call, 483));
+                let _ = cmd_tx.send(SipCommand::Gone(call));
+                return;
+            }
             let (tx, rx) = mpsc::unbounded_channel();
             calls.insert(call, tx.clone());
             metrics::counter!("ivr_calls_total").increment(1);
@@ -285,7 +333,7 @@ fn dispatch(
                 caller: from_user,
                 remote,
                 offer,
-                max_forwards: 70,
+                max_forwards,
             };
             tokio::spawn(call_task::run(
                 info,
@@ -299,6 +347,17 @@ fn dispatch(
         SipEvent::ReInvite { call, offer } => send(calls, call, CallSignal::ReInvite(offer)),
         SipEvent::Dtmf { call, digit, .. } => send(calls, call, CallSignal::InfoDigit(digit)),
         SipEvent::ReInviteAck { call, sdp } => send(calls, call, CallSignal::ReInviteAck(sdp)),
+        SipEvent::ReferAccepted { call } => send(calls, call, CallSignal::ReferAccepted),
+        SipEvent::ReferFailed { call, status } => {
+            send(calls, call, CallSignal::ReferFailed { status })
+        }
+        SipEvent::ReferNotify {
+            call,
+            status,
+            terminated,
+        } => send(calls, call, CallSignal::ReferNotify { status, terminated }),
+        // Handled before dispatch (dispatch_leg).
+        SipEvent::Register { .. } => {}
         SipEvent::Progress { call, .. } | SipEvent::Answered { call, .. } => {
             tracing::debug!(?call, "event for an outbound leg nobody placed; ignored");
         }
