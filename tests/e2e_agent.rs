@@ -284,3 +284,62 @@ fn refer_failure_falls_back_to_the_apology() {
     caller.quit();
     desk.quit();
 }
+
+/// What the agent's phone receives: a verified caller (demo ID and PIN
+/// keyed with RFC 4733) presses 0 at the insurance menu; the INVITE to the
+/// agent carries the masked ID and the account status, Max-Forwards one
+/// less than the caller's, and never the PIN or the full ID. The "agent"
+/// is a bare UDP socket that never answers.
+#[test]
+fn agent_invite_carries_masked_verified_identity() {
+    const DEMO_ID: &str = "310104198507151239";
+    const DEMO_PIN: &str = "123456";
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("caller.wav");
+    write_source_wav(&wav, 90, CALLER_HZ, 0.02);
+    let agent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    agent
+        .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+    let contact = format!("sip:agent1@{}", agent.local_addr().unwrap());
+    let cfg = config(dir.path(), Some(&contact));
+    let svc = Service::start_with(&["--config", cfg.to_str().unwrap()], &[]);
+    let mut caller = Baresip::start("caller", &wav, false);
+    caller.command("dial", &format!("sip:12333@{}", svc.sip));
+    assert!(caller.wait_event("CALL_ESTABLISHED", 100));
+    caller.idle(30);
+    let keys = format!("1{DEMO_ID}#{DEMO_PIN}#");
+    caller.command("sndcode", &keys);
+    caller.idle(keys.len() as u32 * 3 + 60);
+    caller.command("sndcode", "0");
+    let mut invite = None;
+    let mut buf = [0u8; 8192];
+    for _ in 0..300 {
+        caller.idle(1);
+        if let Ok((n, _)) = agent.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.starts_with("INVITE ") {
+                invite = Some(text);
+                break;
+            }
+        }
+    }
+    caller.command("hangup", "");
+    caller.idle(5);
+    caller.quit();
+    let invite = invite.unwrap_or_else(|| panic!("no INVITE to the agent:\n{}", svc.log_text()));
+    let header = |name: &str| {
+        invite
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+    };
+    assert_eq!(
+        header("X-IVR-Verified:").as_deref(),
+        Some("310104********1239"),
+        "{invite}"
+    );
+    assert_eq!(header("X-IVR-Account-Status:").as_deref(), Some("verified"));
+    // baresip sends Max-Forwards: 70.
+    assert_eq!(header("Max-Forwards:").as_deref(), Some("69"), "{invite}");
+    assert!(!invite.contains(DEMO_ID) && !invite.contains(DEMO_PIN));
+}

@@ -108,11 +108,9 @@ mod tests {
 
     async fn services(with_queues: bool) -> Arc<Services> {
         let prompts = Arc::new(PromptLibrary::load(std::path::Path::new("prompts")).unwrap());
-        let plan = crate::runtime::load_dialplan(
-            std::path::Path::new("dialplans/12333.toml"),
-            &prompts,
-        )
-        .unwrap();
+        let plan =
+            crate::runtime::load_dialplan(std::path::Path::new("dialplans/12333.toml"), &prompts)
+                .unwrap();
         let ledger = Ledger::open("sqlite::memory:", LedgerConfig::demo())
             .await
             .unwrap();
