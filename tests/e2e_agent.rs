@@ -342,4 +342,59 @@ fn agent_invite_carries_masked_verified_identity() {
     // baresip sends Max-Forwards: 70.
     assert_eq!(header("Max-Forwards:").as_deref(), Some("69"), "{invite}");
     assert!(!invite.contains(DEMO_ID) && !invite.contains(DEMO_PIN));
+    // Nor does the service log hold the ID (full or masked) or the PIN.
+    let log: String = svc
+        .log_text()
+        .lines()
+        .map(|l| l.split_once(' ').map_or(l, |(_, rest)| rest))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for secret in [DEMO_ID, DEMO_PIN, "310104********1239"] {
+        assert!(!log.contains(secret), "service log contains {secret}");
+    }
+}
+
+/// Round robin over two agents; the first one's phone refuses (404): the
+/// caller is not dropped, the second agent is rung and answers.
+#[test]
+fn refused_agent_is_skipped_and_the_next_one_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let caller_wav = dir.path().join("caller.wav");
+    let agent_wav = dir.path().join("agent.wav");
+    write_source_wav(&caller_wav, 90, CALLER_HZ, 0.3);
+    write_source_wav(&agent_wav, 90, AGENT_HZ, 0.3);
+    let mut agent = Baresip::start("agent", &agent_wav, true);
+    let refusing = agent.sip_uri().replace("sip:agent@", "sip:nobody@");
+    let text = format!(
+        "[agent_hours]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
+         open = \"00:00\"\nclose = \"23:59\"\n\n\
+         [[agent]]\nid = \"a1\"\ncontact = \"{refusing}\"\n\
+         [[agent]]\nid = \"a2\"\ncontact = \"{good}\"\n\
+         [[queue]]\nname = \"agents\"\nstrategy = \"round_robin\"\nagents = [\"a1\", \"a2\"]\n",
+        good = agent.sip_uri()
+    );
+    let cfg = dir.path().join("rr.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let svc = Service::start_with(&["--config", cfg.to_str().unwrap()], &[]);
+    let mut caller = Baresip::start("caller", &caller_wav, false);
+    caller.command("dial", &format!("sip:12333@{}", svc.sip));
+    assert!(caller.wait_event("CALL_ESTABLISHED", 100));
+    caller.idle(20);
+    caller.command("sndcode", "0");
+    assert!(
+        agent.wait_event("CALL_ESTABLISHED", 300),
+        "second agent never answered:\n{}",
+        svc.log_text()
+    );
+    caller.idle(30);
+    caller.command("hangup", "");
+    assert!(agent.wait_event("CALL_CLOSED", 100));
+    caller.quit();
+    agent.quit();
+    let log = svc.log_text();
+    assert!(
+        log.contains("agent did not take the call") && log.contains("agent=a1"),
+        "{log}"
+    );
+    assert!(tone_frames(&caller.received_audio(), AGENT_HZ) >= 50);
 }
