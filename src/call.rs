@@ -252,6 +252,9 @@ impl Call {
                             if let Some(m) = self.media.as_mut() {
                                 m.update(&n);
                             }
+                            if let Some(b) = self.bridge.as_mut() {
+                                b.update_caller(LegMedia::from(&n));
+                            }
                             self.caller_media = Some(n);
                             Ok(body)
                         }

@@ -226,6 +226,16 @@ impl Bridge {
         }
     }
 
+    /// The caller re-negotiated (re-INVITE: new address, hold, codec):
+    /// follow it. The latched address is forgotten so the new one is used.
+    pub fn update_caller(&mut self, media: LegMedia) {
+        self.caller.media = media;
+        self.caller.latched = None;
+        let transcode = media.codec != self.agent.media.codec;
+        self.caller_to_agent = transcode.then(|| table(media.codec, self.agent.media.codec));
+        self.agent_to_caller = transcode.then(|| table(self.agent.media.codec, media.codec));
+    }
+
     /// Relays one datagram received on `side`'s socket. Writes the packet
     /// for the other leg into `buf` and returns its length and destination,
     /// or `None` when it is dropped (malformed, foreign source, an agent
@@ -541,6 +551,26 @@ mod tests {
             b.relay(now, Side::Caller, addr("127.0.0.1:4444"), &ok, &mut out)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn caller_renegotiation_switches_codec_and_address() {
+        let (mut b, now) = bridge(Codec::Pcmu, Codec::Pcmu, None);
+        let moved: SocketAddr = "127.0.0.1:4100".parse().unwrap();
+        b.update_caller(LegMedia {
+            codec: Codec::Pcma,
+            telephone_event_pt: None,
+            remote: Some(moved),
+        });
+        let mut out = [0u8; 1500];
+        let pkt = packet(0, 1, 1, 9, &[0xFF; 10]);
+        let (n, dest) = b
+            .relay(now, Side::Agent, addr(AGENT), &pkt, &mut out)
+            .unwrap();
+        assert_eq!(dest, moved);
+        let p = rtp::parse(&out[..n]).unwrap();
+        assert_eq!(p.payload_type, 8);
+        assert!(p.payload.iter().all(|&c| c == 0xD5));
     }
 
     #[test]

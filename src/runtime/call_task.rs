@@ -83,7 +83,13 @@ struct AgentSide {
     connected: Option<usize>,
     /// A REFER to this queue's configured target is in progress.
     referring: Option<String>,
+    /// When to give up waiting for the REFER's outcome (a UA that accepts
+    /// the REFER but never NOTIFYs must not leave the caller in silence).
+    refer_deadline: Option<tokio::time::Instant>,
 }
+
+/// How long a REFER may take to report success before the fallback.
+const REFER_TIMEOUT: Duration = Duration::from_secs(32);
 
 enum Reply {
     Auth(Result<AuthOutcome, LedgerUnavailable>),
@@ -205,6 +211,7 @@ pub async fn run(
                         // REFER mode: the target comes from configuration only.
                         tracing::info!(call_id = %ctx.call_id, %queue, "transferring the caller with REFER");
                         agent.referring = Some(queue.clone());
+                        agent.refer_deadline = Some(tokio::time::Instant::now() + REFER_TIMEOUT);
                         let _ = sip.send(SipCommand::Refer(handle, target));
                         let (ledger, ctx2) = (services.ledger.clone(), ctx.clone());
                         tokio::spawn(async move {
@@ -324,6 +331,7 @@ pub async fn run(
                         if (200..300).contains(&status) {
                             tracing::info!(call_id = %ctx.call_id, status, "REFER succeeded: caller transferred");
                             agent.referring = None;
+                            agent.refer_deadline = None;
                             call.transferred_away(Instant::now());
                         } else if status >= 300 || terminated {
                             tracing::info!(call_id = %ctx.call_id, status, "transfer target failed");
@@ -334,6 +342,15 @@ pub async fn run(
                 Some(sig) => call.handle_signal(Instant::now(), sig),
                 None => signals_open = false,
             },
+            _ = async {
+                match agent.refer_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                tracing::info!(call_id = %ctx.call_id, "no REFER outcome in time");
+                refer_fallback(&mut agent, &services, caller_id, &queue_tx, &mut call, &ctx.call_id);
+            }
             Some(action) = queue_rx.recv() => {
                 queue_action(action, &mut agent, &leg_ctx, caller_id, &mut call, verified_masked.as_deref(), &ctx.call_id).await;
             }
@@ -374,6 +391,7 @@ fn refer_fallback(
     call: &mut Call,
     call_id: &str,
 ) {
+    agent.refer_deadline = None;
     let Some(queue) = agent.referring.take() else {
         return;
     };
