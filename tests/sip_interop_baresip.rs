@@ -4,17 +4,39 @@
 //! (Contact, tags, SDP framing) and our in-dialog request building (remote
 //! target from baresip's Contact) against an independent stack.
 //!
-//! Ignored by default because it needs the `baresip` binary:
-//! `cargo test --test sip_interop_baresip -- --ignored`.
+//! Runs in CI (`.ci/setup` installs `baresip-core`); without the `baresip`
+//! binary it fails with a message saying so. Bounded: one call, a 40 s
+//! wall-clock cap on the loop (baresip itself quits after `-t 30`), and the
+//! child is killed and reaped on every exit path (a guard's `Drop`).
 
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ivr12333::sip::wire::{Parsed, WireLimits, parse};
 use ivr12333::sip::{EndReason, Endpoint, EndpointConfig, SipEvent, Transport};
 
 const SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n";
+
+/// Kills and reaps the child however the test ends (panic included).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Fails with a clear message when `bin` is not installed.
+fn require(bin: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()));
+    assert!(
+        found,
+        "`{bin}` not found in PATH: this interop test needs it; run .ci/setup as root (Debian package {package})"
+    );
+}
 
 fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -25,8 +47,8 @@ fn free_port() -> u16 {
 }
 
 #[test]
-#[ignore = "needs the baresip binary (Debian baresip-core)"]
 fn baresip_call_answered_then_our_bye() {
+    require("baresip", "baresip-core");
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("caller.wav");
     let spec = hound::WavSpec {
@@ -67,7 +89,7 @@ fn baresip_call_answered_then_our_bye() {
         format!("<sip:caller@127.0.0.1:{bare_port}>;regint=0;audio_codecs=pcmu,pcma\n"),
     )
     .unwrap();
-    let mut child = Command::new("baresip")
+    let child = Command::new("baresip")
         .args([
             "-4",
             "-f",
@@ -75,13 +97,14 @@ fn baresip_call_answered_then_our_bye() {
             "-e",
             &format!("/dial sip:12333@{local}"),
             "-t",
-            "20",
+            "30",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("baresip must be installed");
+    let child = Reaped(child);
 
     let mut ep = Endpoint::new(EndpointConfig {
         local_addr: local,
@@ -93,9 +116,14 @@ fn baresip_call_answered_then_our_bye() {
     let mut bye_ok = false;
     let mut incoming = 0;
     let mut ended = Vec::new();
-    // Bounded: at most ~25 s of 1 ms polls.
-    for _ in 0..25_000 {
+    // Bounded in count and in wall-clock time (a loaded machine makes each
+    // pass slower, never the loop endless).
+    let cap = Instant::now() + Duration::from_secs(40);
+    for _ in 0..1_000_000 {
         let now = Instant::now();
+        if now > cap {
+            break;
+        }
         if let Ok((n, src)) = udp.recv_from(&mut buf) {
             if let Ok(Parsed::Message(m)) = parse(&buf[..n], &WireLimits::default())
                 && m.status() == Some(200)
@@ -135,8 +163,7 @@ fn baresip_call_answered_then_our_bye() {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert_eq!(incoming, 1, "baresip's INVITE arrived");
     assert!(answered_at.is_some(), "baresip ACKed our 200");
     assert!(bye_ok, "baresip answered our BYE with 200");
