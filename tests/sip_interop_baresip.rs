@@ -1,12 +1,15 @@
 //! Interop with a real softphone: baresip (Debian `baresip-core`) dials the
-//! endpoint over UDP on 127.0.0.1; the endpoint answers, then hangs up with
-//! its own BYE, which baresip must accept (200). This checks our 200 OK
-//! (Contact, tags, SDP framing) and our in-dialog request building (remote
-//! target from baresip's Contact) against an independent stack.
+//! endpoint over UDP on 127.0.0.1. First the endpoint answers, then hangs
+//! up with its own BYE, which baresip must accept (200): this checks our
+//! 200 OK (Contact, tags, SDP framing) and our in-dialog request building
+//! (remote target from baresip's Contact) against an independent stack.
+//! Then a transfer: our REFER (RFC 3515) to a second endpoint playing the
+//! agent, baresip's 202, its INVITE to the agent and its sipfrag NOTIFYs.
 //!
 //! Runs in CI (`.ci/setup` installs `baresip-core`); without the `baresip`
-//! binary it fails with a message saying so. Bounded: one call, a 40 s
-//! wall-clock cap on the loop (baresip itself quits after `-t 30`), and the
+//! binary it fails with a message saying so. Bounded: one call per test, a 40 s
+//! wall-clock cap on each loop (baresip itself quits after `-t 30`), one
+//! baresip at a time (they share the RTP port range), and the
 //! child is killed and reaped on every exit path (a guard's `Drop`).
 
 use std::net::UdpSocket;
@@ -46,9 +49,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[test]
-fn baresip_call_answered_then_our_bye() {
-    require("baresip", "baresip-core");
+/// One baresip at a time (they share the RTP port range).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Starts baresip dialling `sip:12333@{target}` with a silent WAV as its
+/// microphone; the directory holds its config while it runs.
+fn start_baresip(target: std::net::SocketAddr, extra_config: &str) -> (tempfile::TempDir, Reaped) {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("caller.wav");
     let spec = hound::WavSpec {
@@ -62,10 +68,6 @@ fn baresip_call_answered_then_our_bye() {
         w.write_sample(0i16).unwrap();
     }
     w.finalize().unwrap();
-
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.set_nonblocking(true).unwrap();
-    let local = udp.local_addr().unwrap();
     let bare_port = free_port();
     let config = format!(
         "sip_listen\t\t127.0.0.1:{bare_port}\n\
@@ -82,7 +84,7 @@ fn baresip_call_answered_then_our_bye() {
          module_tmp\t\taccount.so\n\
          module_app\t\tmenu.so\n",
         wav.display()
-    );
+    ) + extra_config;
     std::fs::write(dir.path().join("config"), config).unwrap();
     std::fs::write(
         dir.path().join("accounts"),
@@ -95,7 +97,7 @@ fn baresip_call_answered_then_our_bye() {
             "-f",
             dir.path().to_str().unwrap(),
             "-e",
-            &format!("/dial sip:12333@{local}"),
+            &format!("/dial sip:12333@{target}"),
             "-t",
             "30",
         ])
@@ -105,6 +107,17 @@ fn baresip_call_answered_then_our_bye() {
         .spawn()
         .expect("baresip must be installed");
     let child = Reaped(child);
+    (dir, child)
+}
+
+#[test]
+fn baresip_call_answered_then_our_bye() {
+    require("baresip", "baresip-core");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let local = udp.local_addr().unwrap();
+    let (_dir, child) = start_baresip(local, "");
 
     let mut ep = Endpoint::new(EndpointConfig {
         local_addr: local,
@@ -169,4 +182,137 @@ fn baresip_call_answered_then_our_bye() {
     assert!(bye_ok, "baresip answered our BYE with 200");
     assert_eq!(ended, [EndReason::LocalBye]);
     assert_eq!(ep.active_calls(), 0);
+}
+
+/// Transfer against a real transferee: baresip calls the IVR, the IVR
+/// REFERs it to an "agent" (a second endpoint on its own socket), baresip
+/// accepts (202), calls the agent and reports progress in NOTIFYs
+/// (`message/sipfrag`); on the final 200 NOTIFY the IVR hangs up its leg.
+#[test]
+fn baresip_accepts_refer_to_an_agent() {
+    require("baresip", "baresip-core");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ivr_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let agent_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ivr_sock.set_nonblocking(true).unwrap();
+    agent_sock.set_nonblocking(true).unwrap();
+    let ivr_addr = ivr_sock.local_addr().unwrap();
+    let agent_addr = agent_sock.local_addr().unwrap();
+    let mut ivr = Endpoint::new(EndpointConfig {
+        local_addr: ivr_addr,
+        ..EndpointConfig::default()
+    });
+    let mut agent = Endpoint::new(EndpointConfig {
+        local_addr: agent_addr,
+        ..EndpointConfig::default()
+    });
+    let (_dir, child) = start_baresip(ivr_addr, "");
+
+    let mut buf = vec![0u8; 65_536];
+    let mut confirmed_at = None;
+    let mut referred = false;
+    let mut accepted = 0;
+    let mut notifies: Vec<(u16, bool)> = Vec::new();
+    let mut ivr_ended = Vec::new();
+    let mut agent_confirmed = false;
+    let mut agent_call = None;
+    let mut agent_ended = Vec::new();
+    let cap = Instant::now() + Duration::from_secs(40);
+    for _ in 0..1_000_000 {
+        let now = Instant::now();
+        if now > cap {
+            break;
+        }
+        for (sock, ep) in [(&ivr_sock, &mut ivr), (&agent_sock, &mut agent)] {
+            // Bounded drain of what arrived.
+            for _ in 0..64 {
+                match sock.recv_from(&mut buf) {
+                    Ok((n, src)) => ep.handle_input(now, Transport::Udp, src, &buf[..n]),
+                    Err(_) => break,
+                }
+            }
+            if ep.poll_timeout().is_some_and(|t| t <= now) {
+                ep.handle_timeout(now);
+            }
+        }
+        while let Some(e) = ivr.poll_event() {
+            match e {
+                SipEvent::IncomingCall { call, .. } => ivr.answer(now, call, SDP.to_vec()),
+                SipEvent::CallConfirmed { call, .. } => confirmed_at = Some((now, call)),
+                // baresip puts us on hold before it calls the target.
+                SipEvent::ReInvite { call, .. } => ivr.answer_reinvite(now, call, Ok(SDP.to_vec())),
+                SipEvent::ReferAccepted { .. } => accepted += 1,
+                SipEvent::ReferNotify {
+                    call,
+                    status,
+                    terminated,
+                } => {
+                    notifies.push((status, terminated));
+                    if terminated && status == 200 {
+                        ivr.hangup(now, call);
+                    }
+                }
+                SipEvent::ReferFailed { status, .. } => panic!("REFER failed: {status}"),
+                SipEvent::CallEnded { reason, .. } => ivr_ended.push(reason),
+                _ => {}
+            }
+        }
+        while let Some(e) = agent.poll_event() {
+            match e {
+                SipEvent::IncomingCall { call, .. } => {
+                    agent_call = Some(call);
+                    agent.answer(now, call, SDP.to_vec());
+                }
+                SipEvent::CallConfirmed { .. } => agent_confirmed = true,
+                SipEvent::ReInvite { call, .. } => {
+                    agent.answer_reinvite(now, call, Ok(SDP.to_vec()))
+                }
+                SipEvent::CallEnded { reason, .. } => agent_ended.push(reason),
+                _ => {}
+            }
+        }
+        if let Some((t, call)) = confirmed_at
+            && !referred
+            && now.duration_since(t) > Duration::from_millis(500)
+        {
+            ivr.refer(now, call, &format!("sip:agent01@{agent_addr}"))
+                .expect("REFER in a confirmed dialog");
+            referred = true;
+        }
+        // The agent ends the transferred call once the IVR leg is gone.
+        if !ivr_ended.is_empty()
+            && agent_confirmed
+            && agent_ended.is_empty()
+            && let Some(c) = agent_call.take()
+        {
+            agent.hangup(now, c);
+        }
+        for (sock, ep) in [(&ivr_sock, &mut ivr), (&agent_sock, &mut agent)] {
+            while let Some(t) = ep.poll_transmit() {
+                sock.send_to(&t.bytes, t.dest).unwrap();
+            }
+        }
+        if !ivr_ended.is_empty() && !agent_ended.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(child);
+    eprintln!("NOTIFYs {notifies:?}; IVR leg {ivr_ended:?}; agent leg {agent_ended:?}");
+    assert!(referred, "baresip's call to the IVR was confirmed");
+    assert_eq!(accepted, 1, "baresip accepted the REFER");
+    assert!(agent_confirmed, "baresip called the Refer-To target");
+    assert_eq!(
+        notifies.last(),
+        Some(&(200, true)),
+        "final NOTIFY: sipfrag 200, subscription terminated ({notifies:?})"
+    );
+    assert_eq!(ivr_ended.len(), 1);
+    assert!(matches!(
+        ivr_ended[0],
+        EndReason::LocalBye | EndReason::RemoteBye
+    ));
+    assert_eq!(agent_ended.len(), 1);
+    assert_eq!(ivr.active_calls(), 0);
+    assert_eq!(agent.active_calls(), 0);
 }
