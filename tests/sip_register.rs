@@ -377,3 +377,34 @@ fn tcp_register_and_closed_connection() {
     assert!(h.take_out().is_empty());
     assert_no_leak(&mut h);
 }
+
+#[test]
+fn waiting_registers_are_capped() {
+    let mut h = registrar();
+    // 1024 held at once (distinct Call-IDs: no merged-request 482).
+    for i in 0..1024u32 {
+        let r = String::from_utf8(register(&format!("cap{i}"), 1, CONTACT))
+            .unwrap()
+            .replace("reg-agent01", &format!("reg-{i}"));
+        send(&mut h, r.as_bytes());
+    }
+    assert_eq!(h.ep.pending_registers(), 1024);
+    assert!(h.take_out().is_empty());
+    assert_eq!(h.take_events().len(), 1024);
+    let r = String::from_utf8(register("cap-extra", 1, CONTACT))
+        .unwrap()
+        .replace("reg-agent01", "reg-extra");
+    send(&mut h, r.as_bytes());
+    let r = responses(&mut h);
+    assert_eq!(r[0].status(), Some(503));
+    assert_eq!(r[0].header("Retry-After"), Some("5"));
+    assert!(h.take_events().is_empty());
+    // All of them time out with 500 and nothing is left.
+    h.advance(Duration::from_secs(5));
+    assert_eq!(
+        h.take_statuses().iter().filter(|&&c| c == 500).count(),
+        1024
+    );
+    assert_eq!(h.ep.pending_registers(), 0);
+    assert_no_leak(&mut h);
+}
