@@ -5,6 +5,10 @@
 //! (remote target from baresip's Contact) against an independent stack.
 //! Then a transfer: our REFER (RFC 3515) to a second endpoint playing the
 //! agent, baresip's 202, its INVITE to the agent and its sipfrag NOTIFYs.
+//! Last, baresip as an agent phone REGISTERing with digest credentials to
+//! the endpoint as registrar (checked with the queue's `DigestAuth`). Seen
+//! here: baresip 1.0 does not answer a 401 whose first challenge is
+//! SHA-256 (RFC 8760 order), so the test offers MD5 only.
 //!
 //! Runs in CI (`.ci/setup` installs `baresip-core`); without the `baresip`
 //! binary it fails with a message saying so. Bounded: one call per test, a 40 s
@@ -54,7 +58,19 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Starts baresip dialling `sip:12333@{target}` with a silent WAV as its
 /// microphone; the directory holds its config while it runs.
-fn start_baresip(target: std::net::SocketAddr, extra_config: &str) -> (tempfile::TempDir, Reaped) {
+fn start_baresip(target: std::net::SocketAddr) -> (tempfile::TempDir, Reaped) {
+    start_baresip_with(
+        |port| format!("<sip:caller@127.0.0.1:{port}>;regint=0;audio_codecs=pcmu,pcma"),
+        Some(format!("/dial sip:12333@{target}")),
+    )
+}
+
+/// Starts baresip with the account line `account(sip_port)` and, if given,
+/// one command to run at start.
+fn start_baresip_with(
+    account: impl Fn(u16) -> String,
+    command: Option<String>,
+) -> (tempfile::TempDir, Reaped) {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("caller.wav");
     let spec = hound::WavSpec {
@@ -84,23 +100,26 @@ fn start_baresip(target: std::net::SocketAddr, extra_config: &str) -> (tempfile:
          module_tmp\t\taccount.so\n\
          module_app\t\tmenu.so\n",
         wav.display()
-    ) + extra_config;
+    );
     std::fs::write(dir.path().join("config"), config).unwrap();
     std::fs::write(
         dir.path().join("accounts"),
-        format!("<sip:caller@127.0.0.1:{bare_port}>;regint=0;audio_codecs=pcmu,pcma\n"),
+        format!("{}\n", account(bare_port)),
     )
     .unwrap();
+    let mut args = vec![
+        "-4".to_owned(),
+        "-f".to_owned(),
+        dir.path().to_str().unwrap().to_owned(),
+        "-t".to_owned(),
+        "30".to_owned(),
+    ];
+    if let Some(c) = command {
+        args.push("-e".to_owned());
+        args.push(c);
+    }
     let child = Command::new("baresip")
-        .args([
-            "-4",
-            "-f",
-            dir.path().to_str().unwrap(),
-            "-e",
-            &format!("/dial sip:12333@{target}"),
-            "-t",
-            "30",
-        ])
+        .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -117,7 +136,7 @@ fn baresip_call_answered_then_our_bye() {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_nonblocking(true).unwrap();
     let local = udp.local_addr().unwrap();
-    let (_dir, child) = start_baresip(local, "");
+    let (_dir, child) = start_baresip(local);
 
     let mut ep = Endpoint::new(EndpointConfig {
         local_addr: local,
@@ -206,7 +225,7 @@ fn baresip_accepts_refer_to_an_agent() {
         local_addr: agent_addr,
         ..EndpointConfig::default()
     });
-    let (_dir, child) = start_baresip(ivr_addr, "");
+    let (_dir, child) = start_baresip(ivr_addr);
 
     let mut buf = vec![0u8; 65_536];
     let mut confirmed_at = None;
@@ -315,4 +334,117 @@ fn baresip_accepts_refer_to_an_agent() {
     assert_eq!(agent_ended.len(), 1);
     assert_eq!(ivr.active_calls(), 0);
     assert_eq!(agent.active_calls(), 0);
+}
+
+/// An agent phone registers: baresip REGISTERs with digest credentials
+/// (RFC 3261 §22.4) to the endpoint acting as registrar; the test plays the
+/// application with the queue's `DigestAuth`: 401 with its challenges,
+/// then 200 once the credentials verify against the Request-URI.
+#[test]
+fn baresip_registers_with_digest_auth() {
+    use ivr12333::queue::digest::{Algorithm, DigestAuth};
+    use ivr12333::sip::{RegisterReply, SipEvent};
+
+    require("baresip", "baresip-core");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let local = udp.local_addr().unwrap();
+    let mut ep = Endpoint::new(EndpointConfig {
+        local_addr: local,
+        registrar: true,
+        ..EndpointConfig::default()
+    });
+    // baresip 1.0 (libre) answers MD5 challenges only.
+    let mut auth = DigestAuth::new(b"interop-test-secret", 300).with_algorithms(&[Algorithm::Md5]);
+    let (_dir, child) = start_baresip_with(
+        |_port| format!("<sip:agent01@{local}>;auth_pass=pw-agent01;regint=60;audio_codecs=pcmu"),
+        None,
+    );
+    let mut buf = vec![0u8; 65_536];
+    let mut challenged = 0;
+    let mut registered: Option<(String, Option<String>, u32)> = None;
+    let mut ok_sent = false;
+    let cap = Instant::now() + Duration::from_secs(40);
+    for _ in 0..1_000_000 {
+        let now = Instant::now();
+        if now > cap || registered.is_some() {
+            break;
+        }
+        if let Ok((n, src)) = udp.recv_from(&mut buf) {
+            ep.handle_input(now, Transport::Udp, src, &buf[..n]);
+        }
+        if ep.poll_timeout().is_some_and(|t| t <= now) {
+            ep.handle_timeout(now);
+        }
+        while let Some(e) = ep.poll_event() {
+            let SipEvent::Register {
+                reg,
+                user,
+                contact,
+                expires,
+                authorization,
+                method_uri,
+                ..
+            } = e
+            else {
+                continue;
+            };
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let verified = authorization.as_deref().map(|a| {
+                auth.verify_for_uri(
+                    "REGISTER",
+                    &method_uri,
+                    a,
+                    |u| (u == "agent01").then(|| "pw-agent01".to_owned()),
+                    unix,
+                )
+            });
+            match verified {
+                Some(Ok(name)) if name == user => {
+                    ep.respond_register(
+                        now,
+                        reg,
+                        RegisterReply::Ok {
+                            contact: contact.clone(),
+                            expires,
+                        },
+                    );
+                    registered = Some((user, contact, expires));
+                }
+                other => {
+                    assert!(
+                        other.is_none(),
+                        "baresip's credentials were refused: {:?}",
+                        other.map(|r| r.map(|_| ()))
+                    );
+                    challenged += 1;
+                    ep.respond_register(
+                        now,
+                        reg,
+                        RegisterReply::Challenge {
+                            www_authenticate: auth.challenges(unix, "12333", false),
+                            stale: false,
+                        },
+                    );
+                }
+            }
+        }
+        while let Some(t) = ep.poll_transmit() {
+            ok_sent |= t.bytes.starts_with(b"SIP/2.0 200 ");
+            udp.send_to(&t.bytes, t.dest).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(child);
+    assert!(challenged >= 1, "the first REGISTER was challenged");
+    let (user, contact, expires) = registered.expect("baresip registered with digest credentials");
+    assert_eq!(user, "agent01");
+    // baresip's contact user is `agent01-0x<address>`.
+    assert!(contact.is_some_and(|c| c.starts_with("sip:agent01") && c.contains("@127.0.0.1:")));
+    assert_eq!(expires, 60);
+    assert!(ok_sent, "our 200 went out");
 }
