@@ -552,3 +552,30 @@ fn incoming_max_forwards_and_483() {
     assert_eq!(h.ended(), [EndReason::Rejected(483)]);
     assert_no_leak(&mut h);
 }
+
+#[test]
+fn refer_over_tcp_and_connection_loss() {
+    let mut h = Harness::standard();
+    let mut leg = Leg::tcp("xfer8");
+    let call = confirmed_call(&mut h, &mut leg);
+    h.ep.refer(h.now, call, AGENT_URI).unwrap();
+    h.run_until(h.now);
+    let out = h.take_out();
+    assert_eq!(out.len(), 1, "no retransmission over TCP");
+    assert_eq!(out[0].1.transport, Transport::Tcp(ivr12333::sip::ConnId(1)));
+    let r = msg(&out[0].1.bytes);
+    assert!(r.header("Via").unwrap().starts_with("SIP/2.0/TCP "));
+    assert!(r.header("Contact").unwrap().contains("transport=tcp"));
+    // The connection drops before the answer: 503 (§8.1.3.1).
+    h.ep.connection_closed(ivr12333::sip::ConnId(1));
+    h.run_until(h.now);
+    assert_eq!(
+        h.take_events(),
+        [SipEvent::ReferFailed { call, status: 503 }]
+    );
+    // The call ends when it next needs to send.
+    h.ep.hangup(h.now, call);
+    h.run_until(h.now);
+    assert_eq!(h.ended(), [EndReason::TransportError]);
+    assert_no_leak(&mut h);
+}
