@@ -3,6 +3,12 @@
 //! signals, RTP packets, ledger replies and timeouts with `now`, and drains
 //! packets to send and [`CallOutput`]s (SIP commands, ledger requests).
 //!
+//! While the caller waits for an agent the call plays hold audio and the
+//! queue's position announcements itself (the flow waits in its transfer
+//! state), takes `*` as "leave the queue", and once an agent answers it
+//! relays RTP between the two legs through a [`Bridge`]; the agent leg's
+//! SIP and socket belong to the runtime.
+//!
 //! Nothing here logs a digit, an ID number, a PIN or a balance: digits go
 //! from the media session straight into the interpreter, and the ledger
 //! request carries the redacting `IdNumber`/`Pin` types.
@@ -21,6 +27,8 @@ use crate::media::g711::Codec;
 use crate::media::prompts::PromptLibrary;
 use crate::media::sdp::{LocalMedia, Negotiated, SdpError, SdpSession};
 use crate::media::session::{MediaConfig, MediaEvent, MediaSession, PlayItem as MediaItem};
+use crate::runtime::bridge::{Bridge, LegMedia, Side};
+use crate::sip::CallHandle;
 
 /// What the SIP layer tells a call.
 #[derive(Debug, Clone)]
@@ -36,6 +44,25 @@ pub enum CallSignal {
     InfoDigit(char),
     /// The dialog is over (BYE, CANCEL, timeout); the string is the reason.
     Ended(&'static str),
+    /// An agent leg this call placed got a provisional response.
+    AgentProgress { leg: CallHandle, status: u16 },
+    /// An agent leg this call placed was answered (2xx, ACK sent).
+    AgentAnswered {
+        leg: CallHandle,
+        sdp: Option<Vec<u8>>,
+    },
+    /// An agent leg this call placed ended (rejected, cancelled, BYE).
+    AgentEnded {
+        leg: CallHandle,
+        reason: &'static str,
+    },
+    /// Our REFER of this call was accepted (202).
+    ReferAccepted,
+    /// Our REFER was refused or could not be sent (`status` 0 for a local
+    /// error).
+    ReferFailed { status: u16 },
+    /// Progress of the transfer (RFC 3515 NOTIFY sipfrag status).
+    ReferNotify { status: u16, terminated: bool },
 }
 
 /// What a call asks of the outside world.
@@ -49,8 +76,11 @@ pub enum CallOutput {
     Authenticate { id: IdNumber, pin: Pin },
     /// Record an audited query (no values).
     Audit { id: IdNumber, insurance: Insurance },
-    /// Put the caller in a queue; the reply is [`Call::handle_transfer_failed`] when it cannot be done.
+    /// Put the caller in a queue; the reply is [`Call::queue_joined`], or
+    /// [`Call::handle_transfer_failed`] when it cannot be done.
     Transfer { queue: String, id: Option<IdNumber> },
+    /// The caller pressed `*` while waiting: take it out of the queue.
+    LeaveQueue,
     /// The call is over: store this record and drop the call.
     Finished(Box<CallRecord>),
 }
@@ -99,7 +129,25 @@ pub struct Call {
     record: CallRecord,
     start: Instant,
     start_wall_ms: i64,
+    /// What the caller leg negotiated (for the bridge).
+    caller_media: Option<Negotiated>,
+    /// Waiting in an agent queue (hold audio, announcements, `*`).
+    queued: bool,
+    /// Hold audio currently playing under this token.
+    hold_token: Option<u64>,
+    /// The position announcement playing under this token.
+    announce_token: Option<u64>,
+    /// Tokens of the call's own playback (hold, announcements), kept apart
+    /// from the flow's (which count up from 1).
+    next_own_token: u64,
+    /// Talking to an agent: RTP is relayed, the media session is quiet.
+    bridge: Option<Bridge>,
+    /// Prompts the call itself played (announcements), for the CDR.
+    queue_prompts: Vec<String>,
 }
+
+/// First token of the call's own playbacks.
+const OWN_TOKENS: u64 = 1 << 62;
 
 impl Call {
     /// Negotiates the offer (or makes one, for a late offer) and returns the
@@ -120,9 +168,14 @@ impl Call {
             initial_timestamp: p.seeds[2],
             inactivity_timeout: p.inactivity_timeout,
         };
+        let mut caller_media = None;
         let (media, body) = match &p.offer {
             Some(offer) => match sdp.answer(offer) {
-                Ok((n, body)) => (Some(start_media(&media_cfg, &n, p.now)), body),
+                Ok((n, body)) => {
+                    let m = start_media(&media_cfg, &n, p.now);
+                    caller_media = Some(n);
+                    (Some(m), body)
+                }
                 Err(SdpError::NoCommonCodec | SdpError::NoAudio) => return Err(488),
                 Err(_) => return Err(400),
             },
@@ -149,6 +202,13 @@ impl Call {
             record,
             start: p.now,
             start_wall_ms: p.wall_ms,
+            caller_media,
+            queued: false,
+            hold_token: None,
+            announce_token: None,
+            next_own_token: OWN_TOKENS,
+            bridge: None,
+            queue_prompts: Vec::new(),
         };
         Ok((call, body))
     }
@@ -169,7 +229,10 @@ impl Call {
                 if self.media.is_none() {
                     // Late offer: the ACK carries the answer to our offer.
                     match answer.as_deref().map(|a| self.sdp.accept_answer(a)) {
-                        Some(Ok(n)) => self.media = Some(start_media(&self.media_cfg, &n, now)),
+                        Some(Ok(n)) => {
+                            self.media = Some(start_media(&self.media_cfg, &n, now));
+                            self.caller_media = Some(n);
+                        }
                         _ => {
                             tracing::warn!(call_id = %self.record.call_id, "late offer: no usable SDP answer in ACK");
                             self.finish(now, "bad_sdp");
@@ -189,6 +252,10 @@ impl Call {
                             if let Some(m) = self.media.as_mut() {
                                 m.update(&n);
                             }
+                            if let Some(b) = self.bridge.as_mut() {
+                                b.update_caller(LegMedia::from(&n));
+                            }
+                            self.caller_media = Some(n);
                             Ok(body)
                         }
                         Err(SdpError::NoCommonCodec | SdpError::NoAudio) => Err(488),
@@ -221,10 +288,22 @@ impl Call {
                 self.flow.handle_event(now, FlowEvent::Hangup);
                 self.finish(now, reason);
             }
+            // Agent-leg signals are the runtime's; the call hears their
+            // outcome through the queue methods below.
+            CallSignal::AgentProgress { .. }
+            | CallSignal::AgentAnswered { .. }
+            | CallSignal::AgentEnded { .. }
+            | CallSignal::ReferAccepted
+            | CallSignal::ReferFailed { .. }
+            | CallSignal::ReferNotify { .. } => {}
         }
     }
 
     pub fn handle_rtp(&mut self, now: Instant, src: SocketAddr, packet: &[u8]) {
+        if self.bridge.is_some() {
+            // Bridged: use `relay`; the media session no longer listens.
+            return;
+        }
         if let Some(m) = self.media.as_mut() {
             m.handle_rtp(now, src, packet);
             if self.phase == Phase::Running {
@@ -258,6 +337,14 @@ impl Call {
         if self.phase != Phase::Running {
             return;
         }
+        if let Some(b) = &self.bridge {
+            if b.is_inactive(now) {
+                tracing::info!(call_id = %self.record.call_id, "no RTP on the bridged call: hanging up");
+                self.outputs.push_back(CallOutput::Hangup);
+                self.finish(now, "rtp_timeout");
+            }
+            return;
+        }
         self.flow.handle_timeout(now);
         self.pump(now);
     }
@@ -266,6 +353,9 @@ impl Call {
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.phase == Phase::Done {
             return None;
+        }
+        if let Some(b) = &self.bridge {
+            return b.poll_timeout();
         }
         let media = self.media.as_ref().and_then(|m| m.poll_timeout());
         let flow = if self.phase == Phase::Running {
@@ -281,7 +371,7 @@ impl Call {
 
     /// The next RTP packet due, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
-        if self.phase == Phase::Done {
+        if self.phase == Phase::Done || self.bridge.is_some() {
             return None;
         }
         let out = self.media.as_mut()?.poll_transmit(now, buf);
@@ -301,12 +391,35 @@ impl Call {
     fn pump(&mut self, now: Instant) {
         for _ in 0..1000 {
             let mut progressed = false;
-            if let Some(m) = self.media.as_mut() {
-                while let Some(ev) = m.poll_event() {
+            {
+                while let Some(ev) = self.media.as_mut().and_then(|m| m.poll_event()) {
                     progressed = true;
                     match ev {
+                        MediaEvent::Digit { digit, .. } if self.queued => {
+                            // Waiting for an agent: only `*` means something.
+                            if digit == '*' {
+                                self.queued = false;
+                                self.stop_own_audio();
+                                self.outputs.push_back(CallOutput::LeaveQueue);
+                                self.flow.handle_event(
+                                    now,
+                                    FlowEvent::TransferCancelled { apology: false },
+                                );
+                            }
+                        }
                         MediaEvent::Digit { digit, .. } => {
                             self.flow.handle_event(now, FlowEvent::Digit(digit))
+                        }
+                        MediaEvent::PlaybackDone { token, interrupted } if token >= OWN_TOKENS => {
+                            if !interrupted
+                                && self.queued
+                                && (self.hold_token == Some(token)
+                                    || self.announce_token == Some(token))
+                            {
+                                // Hold audio loops; after an announcement it resumes.
+                                self.announce_token = None;
+                                self.play_hold();
+                            }
                         }
                         MediaEvent::PlaybackDone { token, .. } => self
                             .flow
@@ -370,6 +483,158 @@ impl Call {
         self.finish(now, "error");
     }
 
+    /// The queue took the caller (after [`CallOutput::Transfer`]): hold
+    /// audio until an announcement, an agent or the end of the wait.
+    pub fn queue_joined(&mut self, now: Instant) {
+        if self.phase != Phase::Running || !self.flow.is_transferred() {
+            return;
+        }
+        self.queued = true;
+        self.stop_own_audio();
+        self.play_hold();
+        self.pump(now);
+    }
+
+    /// "您前面还有 N 位，请耐心等候" for 1-based `position`, then hold audio
+    /// again. With nobody ahead it says only "请耐心等候".
+    pub fn queue_announce(&mut self, now: Instant, position: usize) {
+        if !self.queued || self.phase != Phase::Running {
+            return;
+        }
+        let ahead = position.saturating_sub(1) as u64;
+        let mut items: Vec<PlayItem> = Vec::with_capacity(12);
+        if ahead > 0 {
+            items.push(PlayItem::Prompt(Arc::from("queue_ahead")));
+            for seg in crate::say::count(ahead) {
+                if let crate::say::Seg::Prompt(id) = seg {
+                    items.push(PlayItem::Prompt(Arc::from(id)));
+                }
+            }
+            items.push(PlayItem::Prompt(Arc::from("c_wei")));
+        }
+        items.push(PlayItem::Prompt(Arc::from("queue_wait")));
+        self.queue_prompts.push("queue_announce".into());
+        for item in &items {
+            if let PlayItem::Prompt(id) = item {
+                self.queue_prompts.push(id.to_string());
+            }
+        }
+        self.stop_own_audio();
+        let token = self.own_token();
+        self.announce_token = Some(token);
+        self.play(token, &items);
+        self.pump(now);
+    }
+
+    /// The queue's maximum wait is over: "坐席全忙" then goodbye, or back to
+    /// the main menu when `to_menu`.
+    pub fn queue_max_wait(&mut self, now: Instant, to_menu: bool) {
+        if !self.queued || self.phase != Phase::Running {
+            return;
+        }
+        self.queued = false;
+        self.stop_own_audio();
+        let ev = if to_menu {
+            FlowEvent::TransferCancelled { apology: true }
+        } else {
+            FlowEvent::TransferFailed
+        };
+        self.flow.handle_event(now, ev);
+        self.pump(now);
+    }
+
+    /// Whether the caller waits in a queue now.
+    pub fn is_queued(&self) -> bool {
+        self.queued
+    }
+
+    /// Whether the call is bridged to an agent.
+    pub fn is_bridged(&self) -> bool {
+        self.bridge.is_some()
+    }
+
+    /// The agent answered and the queue connected them: stop the hold audio
+    /// and relay RTP between the caller and `agent` from now on. `seeds`:
+    /// SSRC, sequence and timestamp for each outgoing leg. Returns false
+    /// (and changes nothing) when the caller is no longer waiting.
+    pub fn connect_agent(&mut self, now: Instant, agent: &Negotiated, seeds: [u32; 6]) -> bool {
+        if !self.queued || self.phase != Phase::Running {
+            return false;
+        }
+        let Some(caller) = self.caller_media.as_ref().map(LegMedia::from) else {
+            return false;
+        };
+        self.queued = false;
+        self.stop_own_audio();
+        let latched = self.media.as_ref().and_then(|m| m.destination());
+        let timeout = if self.media_cfg.inactivity_timeout.is_zero() {
+            Duration::ZERO
+        } else {
+            self.media_cfg.inactivity_timeout
+        };
+        let mut b = Bridge::new(caller, LegMedia::from(agent), seeds, now, timeout);
+        b.set_caller_latched(latched);
+        self.bridge = Some(b);
+        self.queue_prompts.push("agent_connected".into());
+        true
+    }
+
+    /// Relays one datagram received from the caller (`Side::Caller`) or the
+    /// agent; returns what to send on the other leg's socket.
+    pub fn relay(
+        &mut self,
+        now: Instant,
+        side: Side,
+        src: SocketAddr,
+        packet: &[u8],
+        buf: &mut [u8],
+    ) -> Option<(usize, SocketAddr)> {
+        if self.phase != Phase::Running {
+            return None;
+        }
+        self.bridge.as_mut()?.relay(now, side, src, packet, buf)
+    }
+
+    /// The bridged agent hung up: hang up the caller too.
+    pub fn agent_hung_up(&mut self, now: Instant) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        self.outputs.push_back(CallOutput::Hangup);
+        self.finish(now, "agent_hangup");
+    }
+
+    /// The caller was transferred elsewhere (REFER succeeded): our leg ends.
+    pub fn transferred_away(&mut self, now: Instant) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        self.queued = false;
+        self.stop_own_audio();
+        self.outputs.push_back(CallOutput::Hangup);
+        self.finish(now, "referred");
+    }
+
+    fn own_token(&mut self) -> u64 {
+        let t = self.next_own_token;
+        self.next_own_token = self.next_own_token.wrapping_add(1).max(OWN_TOKENS);
+        t
+    }
+
+    fn play_hold(&mut self) {
+        let token = self.own_token();
+        self.hold_token = Some(token);
+        self.play(token, &[PlayItem::Prompt(Arc::from("hold_music"))]);
+    }
+
+    fn stop_own_audio(&mut self) {
+        self.hold_token = None;
+        self.announce_token = None;
+        if let Some(m) = self.media.as_mut() {
+            m.stop_playback();
+        }
+    }
+
     fn play(&mut self, token: u64, items: &[PlayItem]) {
         let Some(m) = self.media.as_mut() else { return };
         let mut clips = Vec::with_capacity(items.len());
@@ -397,6 +662,7 @@ impl Call {
         record.ended_at_ms = self.start_wall_ms + elapsed;
         record.end_reason = reason.to_owned();
         self.flow.record().fill(&mut record);
+        record.prompts.append(&mut self.queue_prompts);
         self.outputs
             .push_back(CallOutput::Finished(Box::new(record)));
     }

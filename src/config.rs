@@ -28,6 +28,11 @@ pub struct Config {
     pub admin: AdminSection,
     /// Seconds calls in progress may take to finish after SIGTERM/ctrl-c.
     pub shutdown_grace_secs: u64,
+    /// Agent queues (`[[queue]]`, see `docs/queue.md`). None: every transfer
+    /// fails at once (the flow apologises).
+    pub queue: Vec<crate::queue::config::QueueTable>,
+    /// Agents (`[[agent]]`).
+    pub agent: Vec<crate::queue::config::AgentTable>,
 }
 
 impl Default for Config {
@@ -41,6 +46,8 @@ impl Default for Config {
             log: LogSection::default(),
             admin: AdminSection::default(),
             shutdown_grace_secs: 30,
+            queue: Vec::new(),
+            agent: Vec::new(),
         }
     }
 }
@@ -353,12 +360,31 @@ impl Config {
                 "ledger.max_failures must be at least 1".into(),
             ));
         }
+        self.queue_set()?;
         if self.sip.max_calls == 0 {
             return Err(ConfigError::Invalid(
                 "sip.max_calls must be at least 1".into(),
             ));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The agent queues built from `[[queue]]`/`[[agent]]`; `None` when no
+    /// queue is configured. Errors name the queue or agent and the field
+    /// (never a password).
+    pub fn queue_set(&self) -> Result<Option<crate::queue::QueueSet>, ConfigError> {
+        if self.queue.is_empty() && self.agent.is_empty() {
+            return Ok(None);
+        }
+        let file = crate::queue::config::QueuesFile {
+            queue: self.queue.clone(),
+            agent: self.agent.clone(),
+        };
+        file.build()
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid(format!("agent queues: {e}")))
     }
 }
 
@@ -479,6 +505,41 @@ mod tests {
         assert!(
             e.contains("IVR12333_SIP") && e.contains("SipSection"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn queues_and_agents_are_validated_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("q.toml");
+        std::fs::write(
+            &p,
+            "[[agent]]\nid = \"a1\"\npassword = \"hunter2\"\n\
+             [[agent]]\nid = \"a2\"\ncontact = \"sip:a2@127.0.0.1:5062\"\n\
+             [[queue]]\nname = \"agents\"\nagents = [\"a1\", \"a2\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&p), env(&[])).unwrap();
+        let q = c.queue_set().unwrap().unwrap();
+        assert_eq!(q.queue_names().collect::<Vec<_>>(), vec!["agents"]);
+        assert!(!format!("{c:?}").contains("hunter2"));
+
+        std::fs::write(
+            &p,
+            "[[agent]]\nid = \"a1\"\npassword = \"hunter2\"\n\
+             [[queue]]\nname = \"agents\"\nagents = [\"a9\"]\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&p), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("a9") && e.contains("agents"), "{e}");
+        assert!(!e.contains("hunter2"));
+        // No queues at all: fine, transfers fail at once.
+        assert!(
+            Config::load(None, env(&[]))
+                .unwrap()
+                .queue_set()
+                .unwrap()
+                .is_none()
         );
     }
 

@@ -1007,7 +1007,7 @@ fn status_and_msg(h: &mut Harness, bytes: &[u8]) -> Message {
 fn method_and_content_rejections() {
     let mut h = Harness::standard();
     let leg = Leg::new("rej");
-    for m in ["REGISTER", "MESSAGE", "SUBSCRIBE", "PUBLISH", "NOTIFY"] {
+    for m in ["REGISTER", "MESSAGE", "SUBSCRIBE", "PUBLISH", "REFER"] {
         let r = status_and_msg(
             &mut h,
             &leg.build(m, 101, m, &format!("z9hG4bK-{m}"), false, "", None),
@@ -1423,6 +1423,7 @@ fn place(h: &mut Harness) -> (ivr12333::sip::CallHandle, Message) {
             transport: Transport::Udp,
             from_user: "12333".into(),
             sdp: Some(b"v=0\r\noffer".to_vec()),
+            ..Default::default()
         },
     );
     h.run_until(h.now);

@@ -117,6 +117,11 @@ pub enum FlowEvent {
     Auth(Result<AuthOutcome, LedgerUnavailable>),
     /// The `Transfer` did not reach an agent.
     TransferFailed,
+    /// The caller left the agent queue (`*`), or the queue sent it back
+    /// (maximum wait with `on_max_wait = "return_to_menu"`, then
+    /// `apology = true` says "坐席全忙" first): back to the main menu
+    /// (the state named `main_menu`, else the initial state).
+    TransferCancelled { apology: bool },
     /// The caller hung up.
     Hangup,
 }
@@ -131,6 +136,9 @@ impl fmt::Debug for FlowEvent {
             FlowEvent::Auth(Ok(AuthOutcome::Locked)) => f.write_str("Auth(Locked)"),
             FlowEvent::Auth(Err(LedgerUnavailable)) => f.write_str("Auth(LedgerUnavailable)"),
             FlowEvent::TransferFailed => f.write_str("TransferFailed"),
+            FlowEvent::TransferCancelled { apology } => {
+                write!(f, "TransferCancelled {{ apology: {apology} }}")
+            }
             FlowEvent::Hangup => f.write_str("Hangup"),
         }
     }
@@ -377,6 +385,22 @@ impl Interpreter {
                     let failed = t.failed;
                     self.record.end_reason.clear();
                     self.goto(failed);
+                }
+            }
+            FlowEvent::TransferCancelled { apology } => {
+                if self.wait == Wait::Transfer {
+                    let menu = self.plan.state_id("main_menu").unwrap_or(self.plan.initial);
+                    self.record.end_reason.clear();
+                    self.type_ahead.clear();
+                    if apology {
+                        self.play(
+                            vec![PlayItem::Prompt(Arc::from("agents_busy"))],
+                            false,
+                            After::Goto(menu),
+                        );
+                    } else {
+                        self.pending = Some(menu);
+                    }
                 }
             }
             FlowEvent::Hangup => {

@@ -2,8 +2,10 @@
 //! decision is made by the sans-IO cores this layer drives.
 
 pub mod admin;
+pub mod bridge;
 pub mod call_task;
 pub mod ports;
+pub mod queue_task;
 pub mod sip;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -141,12 +143,34 @@ pub async fn serve(
     }
     let (lo, hi) = cfg.rtp.port_range().map_err(anyhow::Error::msg)?;
 
+    let queues = match cfg.queue_set().map_err(|e| anyhow::anyhow!("{e}"))? {
+        Some(set) => {
+            let has_agents = !cfg.agent.is_empty();
+            tracing::info!(
+                queues = set.queue_names().count(),
+                agents = cfg.agent.len(),
+                "agent queues configured"
+            );
+            let passwords: std::collections::HashMap<String, String> = cfg
+                .agent
+                .iter()
+                .filter_map(|a| Some((a.id.clone(), a.password.clone()?)))
+                .collect();
+            let registrar = (!passwords.is_empty()).then(|| {
+                let secret: [u8; 32] = rand::random();
+                queue_task::Registrar::new(&secret, passwords)
+            });
+            Some(queue_task::QueueRuntime::new(set, has_agents, registrar))
+        }
+        None => None,
+    };
     let ep_cfg = EndpointConfig {
         local_addr: SocketAddr::new(advertise, listen.port()),
         user_agent: format!("ivr12333/{}", env!("CARGO_PKG_VERSION")),
         allow_from: cfg.sip.allow_from.clone(),
         max_calls: cfg.sip.max_calls,
         max_calls_per_second: cfg.sip.max_calls_per_second,
+        registrar: queues.as_ref().is_some_and(|q| q.registrar_enabled()),
         ..EndpointConfig::default()
     };
     ep_cfg
@@ -164,9 +188,11 @@ pub async fn serve(
         bind_ip: listen.ip(),
         media_ip: advertise,
         inactivity_timeout: Duration::from_secs(cfg.rtp.inactivity_timeout_secs),
+        queues: queues.clone(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let queue_driver = queues.clone().map(|q| tokio::spawn(q.run(stop_rx.clone())));
     let admin = if cfg.admin.listen.is_empty() {
         None
     } else {
@@ -207,6 +233,9 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     driver.await.context("SIP driver task")?;
     reload.abort();
+    if let Some(q) = queue_driver {
+        q.abort();
+    }
     if let Some(a) = admin {
         a.abort();
     }

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::call::CallSignal;
 use crate::sip::wire::{StreamFramer, WireLimits};
-use crate::sip::{CallHandle, ConnId, EndReason, Endpoint, SipEvent, Transport};
+use crate::sip::{CallHandle, ConnId, EndReason, Endpoint, OutboundCall, SipEvent, Transport};
 
 use super::call_task::{self, CallInfo, Services};
 
@@ -30,6 +30,18 @@ pub enum SipCommand {
     ReinviteAnswer(CallHandle, Result<Vec<u8>, u16>),
     /// The call task is gone (it ended, or it failed).
     Gone(CallHandle),
+    /// Place an outbound call (an agent leg). Its events go to `owner` as
+    /// `CallSignal::Agent*`; the handle comes back on `reply`.
+    Invite {
+        call: OutboundCall,
+        owner: mpsc::UnboundedSender<CallSignal>,
+        reply: oneshot::Sender<CallHandle>,
+    },
+    /// Hang up an agent leg (CANCEL before the answer, BYE after) and stop
+    /// routing its events.
+    DropLeg(CallHandle),
+    /// Blind-transfer the caller with REFER to a configured target.
+    Refer(CallHandle, String),
 }
 
 enum NetInput {
@@ -83,6 +95,8 @@ pub async fn run(
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<SipCommand>();
     let mut conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut calls: HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>> = HashMap::new();
+    // Outbound agent legs → the caller's task that placed them.
+    let mut legs: HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>> = HashMap::new();
     let accept_task = tokio::spawn(accept_loop(
         tcp,
         net_tx.clone(),
@@ -122,6 +136,21 @@ pub async fn run(
                         calls.remove(&c);
                         endpoint.hangup(now, c);
                     }
+                    SipCommand::Invite { call, owner, reply } => {
+                        let h = endpoint.invite(now, call);
+                        legs.insert(h, owner);
+                        let _ = reply.send(h);
+                    }
+                    SipCommand::Refer(c, target) => {
+                        if let Err(e) = endpoint.refer(now, c, &target) {
+                            tracing::info!(call = ?c, error = %e, "REFER not sent");
+                            send(&calls, c, CallSignal::ReferFailed { status: 0 });
+                        }
+                    }
+                    SipCommand::DropLeg(c) => {
+                        legs.remove(&c);
+                        endpoint.hangup(now, c);
+                    }
                 }
             }
             _ = async {
@@ -142,7 +171,10 @@ pub async fn run(
 
         flush(&mut endpoint, &udp, &conns);
         while let Some(ev) = endpoint.poll_event() {
-            dispatch(ev, &mut calls, &services, &cmd_tx);
+            if let Some(ev) = dispatch_leg(ev, &mut legs, &mut endpoint, services.queues.as_deref())
+            {
+                dispatch(ev, &mut calls, &services, &cmd_tx);
+            }
         }
         flush(&mut endpoint, &udp, &conns);
 
@@ -190,6 +222,81 @@ fn flush(endpoint: &mut Endpoint, udp: &UdpSocket, conns: &HashMap<ConnId, mpsc:
     }
 }
 
+/// Routes the events of outbound agent legs to the task that placed them;
+/// returns the other events. An answer for a leg nobody owns any more (a
+/// 200 crossing our CANCEL) is hung up.
+fn dispatch_leg(
+    ev: SipEvent,
+    legs: &mut HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>>,
+    endpoint: &mut Endpoint,
+    queues: Option<&super::queue_task::QueueRuntime>,
+) -> Option<SipEvent> {
+    if let SipEvent::Register {
+        reg,
+        user,
+        contact,
+        expires,
+        authorization,
+        method_uri,
+        ..
+    } = ev
+    {
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let reply = match queues {
+            Some(q) => q.register(
+                now_unix,
+                &user,
+                contact.as_deref(),
+                expires,
+                authorization.as_deref(),
+                &method_uri,
+            ),
+            None => crate::sip::registrar::RegisterReply::Forbidden,
+        };
+        endpoint.respond_register(std::time::Instant::now(), reg, reply);
+        return None;
+    }
+    let call = match &ev {
+        SipEvent::Progress { call, .. }
+        | SipEvent::Answered { call, .. }
+        | SipEvent::CallEnded { call, .. }
+        | SipEvent::ReInvite { call, .. }
+        | SipEvent::Dtmf { call, .. } => *call,
+        _ => return Some(ev),
+    };
+    let Some(tx) = legs.get(&call).cloned() else {
+        if let SipEvent::Answered { call, .. } = ev {
+            tracing::debug!(?call, "answer for an abandoned agent leg: hanging up");
+            endpoint.hangup(std::time::Instant::now(), call);
+            return None;
+        }
+        return Some(ev);
+    };
+    let signal = match ev {
+        SipEvent::Progress { call, status, .. } => CallSignal::AgentProgress { leg: call, status },
+        SipEvent::Answered { call, sdp } => CallSignal::AgentAnswered { leg: call, sdp },
+        SipEvent::CallEnded { call, reason } => {
+            legs.remove(&call);
+            CallSignal::AgentEnded {
+                leg: call,
+                reason: end_reason_str(&reason),
+            }
+        }
+        SipEvent::ReInvite { call, .. } => {
+            // The agent's phone re-negotiates (hold): the relay keeps the
+            // negotiated codecs, so refuse a change we cannot follow.
+            endpoint.answer_reinvite(std::time::Instant::now(), call, Err(488));
+            return None;
+        }
+        _ => return None,
+    };
+    let _ = tx.send(signal);
+    None
+}
+
 fn dispatch(
     ev: SipEvent,
     calls: &mut HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>>,
@@ -205,9 +312,19 @@ fn dispatch(
             remote,
             transport: _,
             offer,
+            max_forwards,
         } => {
+            // RFC 3261 §16.6 step 3 for our B2BUA leg: the agent's INVITE
+            // carries one less; a call that arrives with nothing left to
+            // give (a forwarding loop through the agent leg) gets 483.
+            if services.queues.is_some() && max_forwards <= 1 {
+                tracing::info!(%call_id, "Max-Forwards exhausted: 483");
+                let _ = cmd_tx.send(SipCommand::Reject(call, 483));
+                let _ = cmd_tx.send(SipCommand::Gone(call));
+                return;
+            }
             let (tx, rx) = mpsc::unbounded_channel();
-            calls.insert(call, tx);
+            calls.insert(call, tx.clone());
             metrics::counter!("ivr_calls_total").increment(1);
             metrics::gauge!("ivr_calls_active").set(calls.len() as f64);
             let info = CallInfo {
@@ -216,14 +333,31 @@ fn dispatch(
                 caller: from_user,
                 remote,
                 offer,
+                max_forwards,
             };
-            tokio::spawn(call_task::run(info, services.clone(), cmd_tx.clone(), rx));
+            tokio::spawn(call_task::run(
+                info,
+                services.clone(),
+                cmd_tx.clone(),
+                tx,
+                rx,
+            ));
         }
         SipEvent::CallConfirmed { call, sdp } => send(calls, call, CallSignal::Confirmed(sdp)),
         SipEvent::ReInvite { call, offer } => send(calls, call, CallSignal::ReInvite(offer)),
         SipEvent::Dtmf { call, digit, .. } => send(calls, call, CallSignal::InfoDigit(digit)),
         SipEvent::ReInviteAck { call, sdp } => send(calls, call, CallSignal::ReInviteAck(sdp)),
-        // Outbound legs (agent transfer) are not placed by this build.
+        SipEvent::ReferAccepted { call } => send(calls, call, CallSignal::ReferAccepted),
+        SipEvent::ReferFailed { call, status } => {
+            send(calls, call, CallSignal::ReferFailed { status })
+        }
+        SipEvent::ReferNotify {
+            call,
+            status,
+            terminated,
+        } => send(calls, call, CallSignal::ReferNotify { status, terminated }),
+        // Handled before dispatch (dispatch_leg).
+        SipEvent::Register { .. } => {}
         SipEvent::Progress { call, .. } | SipEvent::Answered { call, .. } => {
             tracing::debug!(?call, "event for an outbound leg nobody placed; ignored");
         }

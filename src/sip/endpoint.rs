@@ -9,6 +9,12 @@
 //! [`Endpoint::poll_event`] and sleeps until [`Endpoint::poll_timeout`]. The
 //! endpoint never reads the clock and never panics on input; calls that end
 //! for any reason produce exactly one [`SipEvent::CallEnded`].
+//!
+//! Agent transfer additions: outbound INVITEs with application headers and
+//! Max-Forwards (RFC 3261 §8.1.1.6), REFER in a confirmed dialog with the
+//! NOTIFYs of its implicit subscription (RFC 3515, see [`super::transfer`])
+//! and, when configured, REGISTER handed to the application (RFC 3261 §10.3,
+//! see [`super::registrar`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -21,11 +27,13 @@ use super::dtmf_info::{InfoDtmfError, parse_info_dtmf};
 use super::message::{
     NameAddr, ResponseSpec, Via, build_response, parse_cseq, udp_response_dest, uri_user,
 };
+use super::registrar::{RegisterId, RegisterReply, parse_register};
 use super::timers::TimerConfig;
 use super::transaction::invite_client::AckTemplate;
 use super::transaction::{
     InviteClient, InviteServer, InviteServerState, NonInviteClient, NonInviteServer, TxOutput,
 };
+use super::transfer::{self, SipError};
 use super::validate::{self, ALLOW, Request};
 use super::wire::{self, Message, Parsed, WireLimits};
 
@@ -90,6 +98,9 @@ pub struct EndpointConfig {
     pub t2: Duration,
     pub t4: Duration,
     pub limits: WireLimits,
+    /// Serve REGISTER (agent phones) through [`SipEvent::Register`]; when
+    /// false REGISTER gets 405.
+    pub registrar: bool,
 }
 
 impl Default for EndpointConfig {
@@ -104,6 +115,7 @@ impl Default for EndpointConfig {
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
             limits: WireLimits::default(),
+            registrar: false,
         }
     }
 }
@@ -165,6 +177,9 @@ pub enum SipEvent {
         transport: Transport,
         /// None = late offer (the SDP offer will come in our 200, answer in ACK).
         offer: Option<Vec<u8>>,
+        /// The caller's Max-Forwards (70 when absent). A B2BUA leg sends one
+        /// less and answers 483 when that would reach 0.
+        max_forwards: u8,
     },
     /// ACK received (sdp = answer carried in the ACK for a late offer).
     CallConfirmed {
@@ -200,6 +215,37 @@ pub enum SipEvent {
     },
     /// Exactly once per call, on every exit path.
     CallEnded { call: CallHandle, reason: EndReason },
+    /// Our REFER got a 2xx (normally 202): NOTIFYs follow.
+    ReferAccepted { call: CallHandle },
+    /// Our REFER got a final error, or 408 (Timer F) / 503 (connection
+    /// lost). No NOTIFY is accepted for it afterwards.
+    ReferFailed { call: CallHandle, status: u16 },
+    /// A NOTIFY of our REFER's subscription (already answered 200):
+    /// `status` from its `message/sipfrag` status line, `terminated` when
+    /// `Subscription-State: terminated` (the last one).
+    ReferNotify {
+        call: CallHandle,
+        status: u16,
+        terminated: bool,
+    },
+    /// A REGISTER (only with `EndpointConfig::registrar`). Answer with
+    /// [`Endpoint::respond_register`] within 5 s (else 500 is sent).
+    /// Debug hides `authorization`.
+    Register {
+        reg: RegisterId,
+        /// The user part of the To (address-of-record) URI.
+        user: String,
+        /// First Contact URI; `*` for "remove all bindings"; None = query.
+        contact: Option<String>,
+        /// Contact `expires` param, else Expires header, else 3600; 0 = remove.
+        expires: u32,
+        /// The raw Authorization header value, for the digest check.
+        authorization: Option<String>,
+        /// The Request-URI as text (the digest `uri` to compare).
+        method_uri: String,
+        src: SocketAddr,
+        transport: Transport,
+    },
 }
 
 impl fmt::Debug for SipEvent {
@@ -211,6 +257,7 @@ impl fmt::Debug for SipEvent {
                 remote,
                 transport,
                 offer,
+                max_forwards,
                 ..
             } => f
                 .debug_struct("IncomingCall")
@@ -219,6 +266,7 @@ impl fmt::Debug for SipEvent {
                 .field("remote", remote)
                 .field("transport", transport)
                 .field("offer_len", &offer.as_ref().map(Vec::len))
+                .field("max_forwards", max_forwards)
                 .finish_non_exhaustive(),
             SipEvent::CallConfirmed { call, sdp } => f
                 .debug_struct("CallConfirmed")
@@ -259,6 +307,46 @@ impl fmt::Debug for SipEvent {
                 .field("call", call)
                 .field("reason", reason)
                 .finish(),
+            SipEvent::ReferAccepted { call } => {
+                f.debug_struct("ReferAccepted").field("call", call).finish()
+            }
+            SipEvent::ReferFailed { call, status } => f
+                .debug_struct("ReferFailed")
+                .field("call", call)
+                .field("status", status)
+                .finish(),
+            SipEvent::ReferNotify {
+                call,
+                status,
+                terminated,
+            } => f
+                .debug_struct("ReferNotify")
+                .field("call", call)
+                .field("status", status)
+                .field("terminated", terminated)
+                .finish(),
+            SipEvent::Register {
+                reg,
+                user,
+                contact,
+                expires,
+                authorization,
+                src,
+                transport,
+                ..
+            } => f
+                .debug_struct("Register")
+                .field("reg", reg)
+                .field("user", user)
+                .field("contact", contact)
+                .field("expires", expires)
+                .field(
+                    "authorization",
+                    &authorization.as_ref().map(|_| "<redacted>"),
+                )
+                .field("src", src)
+                .field("transport", transport)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -332,6 +420,7 @@ enum Purpose {
     Bye,
     Cancel,
     Invite,
+    Refer,
 }
 
 struct ClientTx {
@@ -391,7 +480,28 @@ struct Call {
     /// Set for calls we placed (UAC); `invite`/`invite_tx` then describe
     /// our own INVITE.
     uac: Option<UacState>,
+    /// Our REFER's transaction is still waiting for its final response.
+    refer_pending: bool,
+    /// Our REFER's implicit subscription is alive: its NOTIFYs are
+    /// accepted (from sending the REFER until a terminated NOTIFY or a
+    /// REFER failure; RFC 3515 §2.4.4 lets a NOTIFY overtake the 202).
+    refer_subscribed: bool,
 }
+
+/// A REGISTER held in its server transaction until the application answers
+/// (or [`REGISTER_TIMEOUT`] passes).
+struct PendingRegister {
+    tx_key: String,
+    request: Message,
+    src: SocketAddr,
+    deadline: Instant,
+}
+
+/// How long a REGISTER waits for [`Endpoint::respond_register`] before 500.
+pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// REGISTERs waiting for the application at once; more get 503 (a flood
+/// must not grow memory without bound).
+const MAX_PENDING_REGISTERS: usize = 1024;
 
 /// An outbound call's INVITE client side (RFC 3261 §13.2, §9.1).
 struct UacState {
@@ -408,7 +518,8 @@ struct UacState {
 
 /// A call to place (agent transfer). No DNS here: `dest` is where the
 /// runtime resolved the target to; `transport` is UDP or a TCP connection
-/// the runtime opened to it.
+/// the runtime opened to it. `Default` gives a placeholder (dest
+/// 127.0.0.1:5060, UDP, Max-Forwards 70) to fill with `..Default::default()`.
 #[derive(Debug, Clone)]
 pub struct OutboundCall {
     /// Request-URI, e.g. `sip:agent01@10.0.0.5:5060`.
@@ -420,6 +531,29 @@ pub struct OutboundCall {
     /// The SDP offer (None: the 2xx carries the offer; answer in ACK is
     /// not supported for outbound calls, so pass an offer).
     pub sdp: Option<Vec<u8>>,
+    /// Extra headers written verbatim after the standard ones. Names must
+    /// be tokens and not ones the endpoint writes (Via, From, To, Call-ID,
+    /// CSeq, Max-Forwards, Contact, Content-*, Route); values must not
+    /// contain CR, LF or NUL. Otherwise the call is refused
+    /// ([`Endpoint::try_invite`] returns the [`SipError`]).
+    pub headers: Vec<(String, String)>,
+    /// Max-Forwards of the INVITE (RFC 3261 §8.1.1.6; a B2BUA passes the
+    /// caller's value minus one).
+    pub max_forwards: u8,
+}
+
+impl Default for OutboundCall {
+    fn default() -> Self {
+        OutboundCall {
+            request_uri: "sip:agent@127.0.0.1:5060".to_owned(),
+            dest: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            transport: Transport::Udp,
+            from_user: "12333".to_owned(),
+            sdp: None,
+            headers: Vec::new(),
+            max_forwards: 70,
+        }
+    }
 }
 
 /// The SIP user agent of the IVR. See the module docs.
@@ -440,6 +574,8 @@ pub struct Endpoint {
     /// The latest `now` seen, for the one entry point without it
     /// (`connection_closed`).
     last_now: Option<Instant>,
+    next_register: u64,
+    registers: HashMap<RegisterId, PendingRegister>,
 }
 
 fn random_token() -> String {
@@ -471,6 +607,8 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             last_now: None,
+            next_register: 1,
+            registers: HashMap::new(),
         }
     }
 
@@ -556,10 +694,24 @@ impl Endpoint {
                 Purpose::Bye => self.end_call(now, h, EndReason::LocalBye),
                 // Timer B: treated as a 408 (§8.1.3.1).
                 Purpose::Invite => self.uac_failed(now, h, 408),
+                // Timer F: likewise.
+                Purpose::Refer => self.refer_done(h, 408),
                 Purpose::Cancel => {}
             }
         }
         self.client_txs.retain(|_, c| !c.kind.is_terminated());
+
+        // REGISTERs the application left unanswered: 500 (not leaked).
+        let late: Vec<RegisterId> = self
+            .registers
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            tracing::warn!(reg = id.0, "REGISTER not answered in time; 500");
+            self.send_register_response(now, id, 500, Vec::new());
+        }
 
         // 2xx retransmission and ACK give-up (§13.3.1.4).
         let due: Vec<CallHandle> = self
@@ -587,7 +739,8 @@ impl Endpoint {
             .calls
             .values()
             .filter_map(|c| c.ok_retx.as_ref().map(|r| r.next.min(r.give_up)));
-        s.chain(c).chain(k).min()
+        let r = self.registers.values().map(|r| r.deadline);
+        s.chain(c).chain(k).chain(r).min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -754,7 +907,42 @@ impl Endpoint {
     /// `Progress`, then `Answered` (the ACK is sent by the endpoint) or
     /// `CallEnded(Rejected(status))` (408 when nobody answered within
     /// 64·T1). `hangup` before the answer sends CANCEL.
+    ///
+    /// Parameters that fail the checks of [`Endpoint::try_invite`] (header
+    /// injection, bad URI) end the call at once with
+    /// `CallEnded(Rejected(400))`; nothing is sent.
     pub fn invite(&mut self, now: Instant, out: OutboundCall) -> CallHandle {
+        match self.try_invite(now, out) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "outbound INVITE refused");
+                let handle = CallHandle(self.next_handle);
+                self.next_handle = self.next_handle.wrapping_add(1);
+                self.events.push_back(SipEvent::CallEnded {
+                    call: handle,
+                    reason: EndReason::Rejected(400),
+                });
+                handle
+            }
+        }
+    }
+
+    /// [`Endpoint::invite`] that reports invalid parameters as an error
+    /// instead of an ended call: extra header names must be tokens and not
+    /// written by the endpoint, values without CR/LF/NUL, `request_uri` a
+    /// URI without spaces or brackets, `from_user` free of `@<>;:` and
+    /// whitespace.
+    pub fn try_invite(&mut self, now: Instant, out: OutboundCall) -> Result<CallHandle, SipError> {
+        transfer::check_extra_headers(&out.headers)?;
+        transfer::check_uri(&out.request_uri)?;
+        if out.from_user.is_empty()
+            || !out
+                .from_user
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"@<>;:?\"".contains(&b))
+        {
+            return Err(SipError::InvalidUri);
+        }
         let handle = CallHandle(self.next_handle);
         self.next_handle = self.next_handle.wrapping_add(1);
         let local_tag = random_token();
@@ -778,9 +966,13 @@ impl Endpoint {
             Transport::Tcp(_) => format!("<sip:{}@{host};transport=tcp>", out.from_user),
         };
         let mut head = format!(
-            "INVITE {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: {contact}\r\nAllow: {ALLOW}\r\nUser-Agent: {}\r\n",
-            out.request_uri, self.cfg.user_agent
+            "INVITE {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: {}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: {contact}\r\nAllow: {ALLOW}\r\nUser-Agent: {}\r\n",
+            out.request_uri, out.max_forwards, self.cfg.user_agent
         );
+        // Checked above: token names, single-line values.
+        for (name, value) in &out.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
         let body = out.sdp.clone().unwrap_or_default();
         if out.sdp.is_some() {
             head.push_str("Content-Type: application/sdp\r\n");
@@ -807,13 +999,11 @@ impl Endpoint {
         };
         let request = parsed.and_then(|m| validate::check(&m).ok().map(|r| (m, r)));
         let Some((invite_msg, _)) = request else {
-            // Only a request_uri/from_user with CR/LF or the like gets here.
+            // The checks above should make this unreachable; a header value
+            // our own parser refuses (e.g. a duplicate single-valued header
+            // under a name we do not reserve) still ends up here.
             tracing::warn!("outbound INVITE could not be built from its parameters");
-            self.events.push_back(SipEvent::CallEnded {
-                call: handle,
-                reason: EndReason::Rejected(400),
-            });
-            return handle;
+            return Err(SipError::InvalidHeaderName);
         };
         let dialog = Dialog {
             call_id: call_id.clone(),
@@ -871,9 +1061,138 @@ impl Endpoint {
                     cancel_sent: false,
                     ack: None,
                 }),
+                refer_pending: false,
+                refer_subscribed: false,
             },
         );
-        handle
+        Ok(handle)
+    }
+
+    /// Sends REFER (RFC 3515) in the call's confirmed dialog: `Refer-To:
+    /// <refer_to>` (a bare URI, e.g. `sip:agent01@10.0.0.5`), `Referred-By`
+    /// our address of record. Outcome: [`SipEvent::ReferAccepted`] or
+    /// [`SipEvent::ReferFailed`], then [`SipEvent::ReferNotify`]s. The call
+    /// stays up: after a successful transfer the application hangs up.
+    pub fn refer(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        refer_to: &str,
+    ) -> Result<(), SipError> {
+        let refer_to = transfer::refer_to_value(refer_to)?;
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Err(SipError::UnknownCall);
+        };
+        if c.state != CallState::Confirmed {
+            return Err(SipError::NotConfirmed);
+        }
+        if c.refer_pending {
+            return Err(SipError::ReferPending);
+        }
+        if c.conn_closed {
+            return Err(SipError::TransportClosed);
+        }
+        let dest = match c.transport {
+            Transport::Udp => c.dialog.request_dest(c.remote),
+            Transport::Tcp(_) => c.remote,
+        };
+        let transport = c.transport;
+        let host = self.cfg.local_addr;
+        let our_uri = NameAddr::parse(&c.dialog.local_party)
+            .map_or_else(|| format!("sip:ivr@{host}"), |n| n.uri);
+        let contact = match transport {
+            Transport::Udp => format!("<sip:ivr@{host}>"),
+            Transport::Tcp(_) => format!("<sip:ivr@{host};transport=tcp>"),
+        };
+        let branch = format!("z9hG4bK{}", random_token());
+        let proto = if transport.reliable() { "TCP" } else { "UDP" };
+        let via = format!("SIP/2.0/{proto} {host};branch={branch};rport");
+        let extra = [
+            ("Refer-To", refer_to),
+            ("Referred-By", format!("<{our_uri}>")),
+            ("Contact", contact),
+        ];
+        let bytes = c
+            .dialog
+            .build_request("REFER", &via, &self.cfg.user_agent, &extra, None);
+        c.refer_pending = true;
+        c.refer_subscribed = true;
+        let mut out = Vec::new();
+        let tx = NonInviteClient::start(now, transport.reliable(), self.timers, bytes, &mut out);
+        self.client_txs.insert(
+            format!("{branch}\x1fREFER"),
+            ClientTx {
+                kind: ClientKind::NonInvite(tx),
+                purpose: Purpose::Refer,
+                transport,
+                dest,
+                call: Some(call),
+            },
+        );
+        self.flush(transport, dest, out);
+        Ok(())
+    }
+
+    /// Answers a [`SipEvent::Register`]: 200 (Contact with `;expires=` and
+    /// Expires), 401 (one WWW-Authenticate per challenge) or 403. Unknown
+    /// or already answered (timed out) ids are ignored. A contact or
+    /// challenge with CR/LF is never written: 500 is sent instead.
+    pub fn respond_register(&mut self, now: Instant, reg: RegisterId, reply: RegisterReply) {
+        if !self.registers.contains_key(&reg) {
+            return;
+        }
+        let one_line = |v: &str| !v.contains(['\r', '\n', '\0']);
+        let (code, extra): (u16, Vec<(&'static str, String)>) = match reply {
+            RegisterReply::Ok { contact, expires } => {
+                let mut extra = Vec::new();
+                match contact {
+                    Some(c) if !one_line(&c) => {
+                        self.send_register_response(now, reg, 500, Vec::new());
+                        return;
+                    }
+                    Some(c) => {
+                        let c = if c.trim_start().starts_with('<') || c == "*" {
+                            c
+                        } else {
+                            format!("<{c}>")
+                        };
+                        if c != "*" {
+                            extra.push(("Contact", format!("{c};expires={expires}")));
+                        }
+                    }
+                    None => {}
+                }
+                extra.push(("Expires", expires.to_string()));
+                (200, extra)
+            }
+            RegisterReply::Challenge {
+                www_authenticate,
+                stale,
+            } => {
+                if www_authenticate.is_empty() || !www_authenticate.iter().all(|v| one_line(v)) {
+                    self.send_register_response(now, reg, 500, Vec::new());
+                    return;
+                }
+                let extra = www_authenticate
+                    .into_iter()
+                    .map(|v| {
+                        if stale && !v.to_ascii_lowercase().contains("stale=") {
+                            ("WWW-Authenticate", format!("{v}, stale=true"))
+                        } else {
+                            ("WWW-Authenticate", v)
+                        }
+                    })
+                    .collect();
+                (401, extra)
+            }
+            RegisterReply::Forbidden => (403, Vec::new()),
+        };
+        self.send_register_response(now, reg, code, extra);
+    }
+
+    /// REGISTERs waiting for [`Endpoint::respond_register`].
+    pub fn pending_registers(&self) -> usize {
+        self.registers.len()
     }
 
     /// New INVITEs get 503 + Retry-After while false; calls in progress go on.
@@ -900,13 +1219,29 @@ impl Endpoint {
         self.reap_server_txs();
         let mut bye_waiters = Vec::new();
         let mut invite_waiters = Vec::new();
+        let mut refer_waiters = Vec::new();
         for ctx in self.client_txs.values_mut().filter(|c| c.transport == t) {
             ctx.kind.terminate();
             match ctx.purpose {
                 Purpose::Bye => bye_waiters.extend(ctx.call.take()),
                 Purpose::Invite => invite_waiters.extend(ctx.call.take()),
+                Purpose::Refer => refer_waiters.extend(ctx.call.take()),
                 Purpose::Cancel => {}
             }
+        }
+        // §8.1.3.1: a transport failure counts as 503.
+        for h in refer_waiters {
+            self.refer_done(h, 503);
+        }
+        // REGISTERs held on this connection can no longer be answered.
+        let gone: Vec<RegisterId> = self
+            .registers
+            .iter()
+            .filter(|(_, r)| !self.server_txs.contains_key(&r.tx_key))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.registers.remove(&id);
         }
         self.client_txs.retain(|_, c| !c.kind.is_terminated());
         for c in self.calls.values_mut().filter(|c| c.transport == t) {
@@ -1006,12 +1341,14 @@ impl Endpoint {
             self.respond_new_tx(now, transport, src, &m, &req, 482, Vec::new(), None);
             return;
         }
-        if let Some(rej) = validate::semantic(&m, &req) {
+        if let Some(rej) = validate::semantic_with(&m, &req, self.cfg.registrar) {
             self.respond_new_tx(now, transport, src, &m, &req, rej.code, rej.extra, None);
             return;
         }
         match req.method.as_str() {
             "CANCEL" => self.handle_cancel(now, transport, src, &m, &req),
+            // semantic_with let it through only when we are a registrar.
+            "REGISTER" => self.handle_register(now, transport, src, m, req),
             _ if req.to_tag().is_some() => self.handle_in_dialog(now, transport, src, m, req),
             "INVITE" => self.handle_new_invite(now, transport, src, m, req),
             // While draining, OPTIONS pings get 503 so that a load balancer
@@ -1024,8 +1361,169 @@ impl Endpoint {
                 let extra = Self::capabilities();
                 self.respond_new_tx(now, transport, src, &m, &req, 200, extra, None);
             }
-            // BYE, INFO outside any dialog.
+            // BYE, INFO, NOTIFY outside any dialog (we never SUBSCRIBE, and
+            // a REFER's NOTIFY comes in its dialog).
             _ => self.respond_new_tx(now, transport, src, &m, &req, 481, Vec::new(), None),
+        }
+    }
+
+    /// §10.3: a REGISTER goes to the application, held in its (silent)
+    /// server transaction; retransmissions are absorbed until the answer.
+    fn handle_register(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        src: SocketAddr,
+        m: Message,
+        req: Request,
+    ) {
+        if self.registers.len() >= MAX_PENDING_REGISTERS {
+            let extra = vec![("Retry-After", "5".to_owned())];
+            self.respond_new_tx(now, transport, src, &m, &req, 503, extra, None);
+            return;
+        }
+        let Ok(fields) = parse_register(&m) else {
+            self.respond_new_tx(now, transport, src, &m, &req, 400, Vec::new(), None);
+            return;
+        };
+        let reg = RegisterId(self.next_register);
+        self.next_register = self.next_register.wrapping_add(1);
+        let dest = Self::response_dest(transport, &m, src);
+        let tx = NonInviteServer::new(transport.reliable(), self.timers);
+        self.insert_server_tx(&req, ServerKind::NonInvite(tx), transport, dest);
+        let user = uri_user(&req.to.uri).unwrap_or_default().to_owned();
+        let authorization = m.header("Authorization").map(str::to_owned);
+        self.registers.insert(
+            reg,
+            PendingRegister {
+                tx_key: req.tx_key(),
+                request: m,
+                src,
+                deadline: now + REGISTER_TIMEOUT,
+            },
+        );
+        self.events.push_back(SipEvent::Register {
+            reg,
+            user,
+            contact: fields.contact,
+            expires: fields.expires,
+            authorization,
+            method_uri: req.uri,
+            src,
+            transport,
+        });
+    }
+
+    /// Sends the final response of a held REGISTER; its transaction then
+    /// runs Timer J.
+    fn send_register_response(
+        &mut self,
+        now: Instant,
+        reg: RegisterId,
+        code: u16,
+        extra: Vec<(&'static str, String)>,
+    ) {
+        let Some(r) = self.registers.remove(&reg) else {
+            return;
+        };
+        let tag = random_token();
+        let bytes = build_response(
+            &r.request,
+            r.src,
+            &self.cfg.user_agent,
+            &ResponseSpec {
+                code,
+                to_tag: Some(&tag),
+                extra: &extra,
+                body: None,
+                record_route: false,
+            },
+        );
+        let Some(tx) = self.server_txs.get_mut(&r.tx_key) else {
+            return;
+        };
+        let ServerKind::NonInvite(t) = &mut tx.kind else {
+            return;
+        };
+        let mut out = Vec::new();
+        t.respond(now, code, bytes, &mut out);
+        let (tr, d) = (tx.transport, tx.dest);
+        self.flush(tr, d, out);
+    }
+
+    /// RFC 3515 §2.4.4: a NOTIFY of our REFER's implicit subscription.
+    /// 481 without one (never referred, or already terminated), 489 for
+    /// another event package, 400 without a body, 415 for a body that is
+    /// not `message/sipfrag`, 400 for a missing Subscription-State or a
+    /// body without a SIP status line; else 200 and a ReferNotify.
+    #[allow(clippy::too_many_arguments)]
+    fn handle_refer_notify(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        src: SocketAddr,
+        m: &Message,
+        req: &Request,
+        h: CallHandle,
+        local_tag: &str,
+    ) {
+        let subscribed = self.calls.get(&h).is_some_and(|c| c.refer_subscribed);
+        let verdict = if !subscribed {
+            Err((481, Vec::new()))
+        } else if !m.header("Event").is_some_and(transfer::is_refer_event) {
+            Err((489, vec![("Allow-Events", "refer".to_owned())]))
+        } else if m.body.is_empty() {
+            // §2.4.5: every NOTIFY of a REFER carries a sipfrag.
+            Err((400, Vec::new()))
+        } else if m
+            .header("Content-Type")
+            .map(transfer::media_type)
+            .as_deref()
+            != Some("message/sipfrag")
+        {
+            Err((415, vec![("Accept", "message/sipfrag".to_owned())]))
+        } else {
+            match (
+                m.header("Subscription-State"),
+                transfer::sipfrag_status(&m.body),
+            ) {
+                (Some(state), Some(status)) => {
+                    Ok((status, transfer::subscription_terminated(state)))
+                }
+                _ => Err((400, Vec::new())),
+            }
+        };
+        let (code, extra) = match &verdict {
+            Ok(_) => (200, Vec::new()),
+            Err((code, extra)) => (*code, extra.clone()),
+        };
+        self.respond_new_tx(now, transport, src, m, req, code, extra, Some(local_tag));
+        if let Ok((status, terminated)) = verdict {
+            if terminated && let Some(c) = self.calls.get_mut(&h) {
+                c.refer_subscribed = false;
+            }
+            self.events.push_back(SipEvent::ReferNotify {
+                call: h,
+                status,
+                terminated,
+            });
+        }
+    }
+
+    /// The final outcome of our REFER's transaction.
+    fn refer_done(&mut self, h: CallHandle, code: u16) {
+        let Some(c) = self.calls.get_mut(&h) else {
+            return;
+        };
+        c.refer_pending = false;
+        if (200..300).contains(&code) {
+            self.events.push_back(SipEvent::ReferAccepted { call: h });
+        } else {
+            c.refer_subscribed = false;
+            self.events.push_back(SipEvent::ReferFailed {
+                call: h,
+                status: code,
+            });
         }
     }
 
@@ -1178,6 +1676,12 @@ impl Endpoint {
         let from_user = uri_user(&req.from.uri).unwrap_or_default().to_owned();
         let to_user = uri_user(&req.to.uri).unwrap_or_default().to_owned();
         let offer = (!m.body.is_empty()).then(|| m.body.clone());
+        // validate::check accepted only 0..=255 digits; 70 is §8.1.1.6's
+        // recommended value for a request that had none.
+        let max_forwards = m
+            .header("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u8>().ok())
+            .unwrap_or(70);
         self.dialogs
             .insert((req.call_id.clone(), local_tag), handle);
         self.calls.insert(
@@ -1195,6 +1699,8 @@ impl Endpoint {
                 reinvite: None,
                 hangup_after_ack: false,
                 uac: None,
+                refer_pending: false,
+                refer_subscribed: false,
             },
         );
         self.events.push_back(SipEvent::IncomingCall {
@@ -1205,6 +1711,7 @@ impl Endpoint {
             remote: src,
             transport,
             offer,
+            max_forwards,
         });
     }
 
@@ -1486,6 +1993,7 @@ impl Endpoint {
                 self.flush(transport, dest, out);
                 self.events.push_back(SipEvent::ReInvite { call: h, offer });
             }
+            "NOTIFY" => self.handle_refer_notify(now, transport, src, &m, &req, h, &local_tag),
             _ => {
                 self.respond_new_tx(
                     now,
@@ -1531,6 +2039,7 @@ impl Endpoint {
             _ => None,
         };
         let mut bye_done = None;
+        let mut refer_done = None;
         let mut finals = Vec::new();
         for o in out {
             match o {
@@ -1544,6 +2053,9 @@ impl Endpoint {
                     if purpose == Purpose::Bye {
                         bye_done = ctx.call.take();
                     }
+                    if purpose == Purpose::Refer {
+                        refer_done = ctx.call.take().map(|h| (h, c));
+                    }
                     finals.push((true, c));
                 }
                 TxOutput::TimedOut => {}
@@ -1554,6 +2066,9 @@ impl Endpoint {
         }
         if let Some(h) = bye_done {
             self.end_call(now, h, EndReason::LocalBye);
+        }
+        if let Some((h, code)) = refer_done {
+            self.refer_done(h, code);
         }
         if let Some(h) = call {
             for (is_final, c) in finals {

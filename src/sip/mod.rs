@@ -12,8 +12,10 @@ pub mod dialog;
 pub mod dtmf_info;
 pub mod endpoint;
 pub mod message;
+pub mod registrar;
 pub mod timers;
 pub mod transaction;
+pub mod transfer;
 pub mod validate;
 pub mod wire;
 
@@ -21,4 +23,6 @@ pub use endpoint::{
     CallHandle, ConnId, EndReason, Endpoint, EndpointConfig, OutboundCall, SipEvent, Transmit,
     Transport,
 };
+pub use registrar::{RegisterId, RegisterReply};
+pub use transfer::SipError;
 pub use wire::{FrameError, StreamFramer, WireLimits};

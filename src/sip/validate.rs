@@ -12,8 +12,12 @@ use super::message::{NameAddr, Via, parse_cseq, uri_scheme};
 use super::transaction::BRANCH_COOKIE;
 use super::wire::{Message, StartLine};
 
-/// Methods this UA implements.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+/// Methods this UA implements (NOTIFY: only those of a REFER we sent, RFC
+/// 3515; REGISTER is added to 405 answers' Allow only when the endpoint is
+/// configured as a registrar, see [`ALLOW_WITH_REGISTER`]).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY";
+/// [`ALLOW`] of an endpoint configured as a registrar for agent phones.
+pub const ALLOW_WITH_REGISTER: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REGISTER";
 /// Body types accepted in INVITE/re-INVITE (the media layer negotiates SDP).
 pub const ACCEPT: &str = "application/sdp";
 /// Option tags we support (we send no reliable provisionals, no timers).
@@ -25,12 +29,13 @@ pub const NOT_ALLOWED: &[&str] = &[
     "MESSAGE",
     "SUBSCRIBE",
     "PUBLISH",
-    "NOTIFY",
     "REFER",
     "UPDATE",
     "PRACK",
 ];
-const SERVED: &[&str] = &["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO"];
+const SERVED: &[&str] = &[
+    "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "NOTIFY",
+];
 
 /// A syntactically valid request: the pieces the endpoint works with.
 #[derive(Debug, Clone)]
@@ -226,12 +231,23 @@ fn media_type(ct: &str) -> String {
 
 /// Semantic checks in §8.2 order; `None` means go on and process it.
 pub fn semantic(m: &Message, req: &Request) -> Option<Reject> {
+    semantic_with(m, req, false)
+}
+
+/// [`semantic`] for an endpoint that also serves REGISTER when `registrar`.
+pub fn semantic_with(m: &Message, req: &Request, registrar: bool) -> Option<Reject> {
     let method = req.method.as_str();
-    if !SERVED.contains(&method) {
+    let served = SERVED.contains(&method) || (registrar && method == "REGISTER");
+    if !served {
         if NOT_ALLOWED.contains(&method) {
+            let allow = if registrar {
+                ALLOW_WITH_REGISTER
+            } else {
+                ALLOW
+            };
             return Some(Reject {
                 code: 405,
-                extra: vec![("Allow", ALLOW.to_owned())],
+                extra: vec![("Allow", allow.to_owned())],
             });
         }
         return Some(Reject::plain(501));

@@ -424,3 +424,38 @@ pub fn read_lines(path: &Path) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+impl Baresip {
+    /// `sip:<user>@127.0.0.1:<port>` of this instance (from its accounts file).
+    pub fn sip_uri(&self) -> String {
+        let accounts =
+            std::fs::read_to_string(self.dir.path().join("accounts")).expect("accounts file");
+        let start = accounts.find('<').expect("account URI") + 1;
+        let end = accounts.find('>').expect("account URI");
+        accounts[start..end].to_owned()
+    }
+}
+
+/// Fraction of 20 ms frames of `pcm` whose energy is mostly (≥ 80 %) at
+/// `freq` Hz (Goertzel): a pure tone scores near 1, speech and music near 0.
+pub fn tone_frames(pcm: &[i16], freq: f32) -> usize {
+    const N: usize = 160;
+    let k = 2.0 * (2.0 * std::f32::consts::PI * freq / 8000.0).cos();
+    pcm.chunks_exact(N)
+        .filter(|frame| {
+            let (mut s1, mut s2) = (0f32, 0f32);
+            let mut total = 0f32;
+            for &x in frame.iter() {
+                let x = x as f32;
+                total += x * x;
+                let s0 = x + k * s1 - s2;
+                s2 = s1;
+                s1 = s0;
+            }
+            let power = s1 * s1 + s2 * s2 - k * s1 * s2;
+            // A pure tone of amplitude A gives power ≈ (A·N/2)² and total
+            // energy ≈ A²·N/2, so power/total ≈ N/2 for a pure tone.
+            total > 1e5 && power / total > 0.8 * (N as f32 / 2.0)
+        })
+        .count()
+}

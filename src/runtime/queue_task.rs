@@ -1,0 +1,362 @@
+//! The agent-queue driver: one tokio task that runs the sans-IO
+//! [`QueueSet`]'s timers and routes its [`QueueAction`]s to the call tasks.
+//!
+//! The `QueueSet` sits behind a mutex shared with the admin API
+//! ([`SharedQueueSet`]); call tasks feed it inputs through [`QueueRuntime`]
+//! (join, leave, agent leg answered/failed, call ended). Every input only
+//! changes the state machine and wakes this task; this task alone drains
+//! `poll_action` and arms the `poll_timeout` timer, so actions are routed in
+//! the order the state machine produced them. Each call registers a channel
+//! under its [`CallerId`] when it joins.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::queue::admin::SharedQueueSet;
+use crate::queue::{AgentId, CallerId, QueueAction, QueueError, QueueMode, QueueSet};
+
+/// Shared handle on the queues for call tasks and the admin API.
+pub struct QueueRuntime {
+    set: Arc<Mutex<QueueSet>>,
+    wake: Arc<Notify>,
+    routes: Mutex<HashMap<CallerId, mpsc::UnboundedSender<QueueAction>>>,
+    /// Whether any agent is configured (none: transfers fail at once).
+    has_agents: bool,
+    /// REGISTER handling, when some agent has a password.
+    registrar: Option<Mutex<Registrar>>,
+}
+
+impl QueueRuntime {
+    /// Wraps a configured `QueueSet` and logs in the static-contact agents.
+    /// `registrar`: REGISTER handling for agents with passwords.
+    pub fn new(
+        mut set: QueueSet,
+        has_agents: bool,
+        registrar: Option<Registrar>,
+    ) -> Arc<QueueRuntime> {
+        set.login_static_agents(Instant::now());
+        Arc::new(QueueRuntime {
+            set: Arc::new(Mutex::new(set)),
+            wake: Arc::new(Notify::new()),
+            routes: Mutex::new(HashMap::new()),
+            has_agents,
+            registrar: registrar.map(Mutex::new),
+        })
+    }
+
+    /// Whether REGISTER is served (some agent has a password).
+    pub fn registrar_enabled(&self) -> bool {
+        self.registrar.is_some()
+    }
+
+    /// Answers a REGISTER (403 when no agent may register).
+    #[allow(clippy::too_many_arguments)]
+    pub fn register(
+        &self,
+        now_unix: u64,
+        user: &str,
+        contact: Option<&str>,
+        expires: u32,
+        authorization: Option<&str>,
+        method_uri: &str,
+    ) -> crate::sip::registrar::RegisterReply {
+        match &self.registrar {
+            Some(r) => r.lock().unwrap_or_else(|e| e.into_inner()).handle(
+                self,
+                Instant::now(),
+                now_unix,
+                user,
+                contact,
+                expires,
+                authorization,
+                method_uri,
+            ),
+            None => crate::sip::registrar::RegisterReply::Forbidden,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueSet> {
+        self.set.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn routes(&self) -> MutexGuard<'_, HashMap<CallerId, mpsc::UnboundedSender<QueueAction>>> {
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The admin API's view (same mutex, same wake-up).
+    pub fn shared(&self) -> SharedQueueSet {
+        let wake = self.wake.clone();
+        SharedQueueSet::new(
+            self.set.clone(),
+            Arc::new(Instant::now),
+            Arc::new(move || wake.notify_one()),
+        )
+    }
+
+    /// Puts `caller` in `queue`; its actions arrive on `tx`. Fails at once
+    /// when no agent is configured or the queue is unknown.
+    pub fn join(
+        &self,
+        queue: &str,
+        caller: CallerId,
+        tx: mpsc::UnboundedSender<QueueAction>,
+    ) -> Result<usize, QueueError> {
+        if !self.has_agents {
+            return Err(QueueError::UnknownQueue(queue.to_owned()));
+        }
+        self.routes().insert(caller, tx);
+        let r = self.lock().join(Instant::now(), queue, caller);
+        if r.is_err() {
+            self.routes().remove(&caller);
+        }
+        self.wake.notify_one();
+        r
+    }
+
+    /// `*` or hang-up while waiting (a caller not waiting is ignored).
+    pub fn leave(&self, caller: CallerId) {
+        self.lock().leave(Instant::now(), caller);
+        self.wake.notify_one();
+    }
+
+    /// The call task is gone: no more actions for it.
+    pub fn forget(&self, caller: CallerId) {
+        self.routes().remove(&caller);
+    }
+
+    pub fn agent_answered(&self, agent: &AgentId, caller: CallerId) {
+        self.lock().agent_answered(Instant::now(), agent, caller);
+        self.wake.notify_one();
+    }
+
+    pub fn agent_failed(&self, agent: &AgentId, caller: CallerId) {
+        self.lock().agent_failed(Instant::now(), agent, caller);
+        self.wake.notify_one();
+    }
+
+    pub fn call_ended(&self, agent: &AgentId) {
+        self.lock().call_ended(Instant::now(), agent);
+        self.wake.notify_one();
+    }
+
+    /// Runs `f` on the queue set with the current time, then wakes the
+    /// driver to route what it produced.
+    pub fn with_set<T>(&self, f: impl FnOnce(&mut QueueSet, Instant) -> T) -> T {
+        let r = f(&mut self.lock(), Instant::now());
+        self.wake.notify_one();
+        r
+    }
+
+    /// Whether `queue` has an agent free to take a call now (REFER
+    /// fallback: only then is the caller queued instead of apologised to).
+    pub fn has_available_agent(&self, queue: &str) -> bool {
+        let now = Instant::now();
+        self.lock()
+            .queue_views(now)
+            .iter()
+            .any(|v| v.name == queue && v.available_agents > 0)
+    }
+
+    /// The mode of the queue `caller` waits in.
+    pub fn caller_mode(&self, caller: CallerId) -> Option<QueueMode> {
+        let q = self.lock();
+        let name = q.caller_queue(caller)?.to_owned();
+        q.queue_config(&name).map(|c| c.mode.clone())
+    }
+
+    /// The mode of `queue`.
+    pub fn queue_mode(&self, queue: &str) -> Option<QueueMode> {
+        self.lock().queue_config(queue).map(|c| c.mode.clone())
+    }
+
+    /// Runs timers and routes actions until `stop` is set.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut actions = Vec::new();
+        loop {
+            let deadline = {
+                let mut q = self.lock();
+                q.handle_timeout(Instant::now());
+                while let Some(a) = q.poll_action() {
+                    actions.push(a);
+                }
+                q.poll_timeout()
+            };
+            for a in actions.drain(..) {
+                self.route(a);
+            }
+            if let Some(r) = &self.registrar {
+                r.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .expire(&self, Instant::now());
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+                // Registrations lapse on this tick at the latest.
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)), if self.registrar.is_some() => {}
+                r = stop.changed() => {
+                    if r.is_err() || *stop.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn route(&self, a: QueueAction) {
+        let caller = match &a {
+            QueueAction::RingAgent { caller, .. }
+            | QueueAction::CancelRing { caller, .. }
+            | QueueAction::Connect { caller, .. }
+            | QueueAction::Announce { caller, .. }
+            | QueueAction::MaxWait { caller, .. }
+            | QueueAction::Left { caller } => *caller,
+        };
+        let tx = self.routes().get(&caller).cloned();
+        let undelivered = match tx {
+            Some(tx) => tx.send(a).err().map(|e| e.0),
+            None => Some(a),
+        };
+        // The call task is gone: undo what the action started so no agent
+        // stays reserved for a caller that no longer exists.
+        match undelivered {
+            Some(QueueAction::RingAgent { agent, .. }) => {
+                let mut q = self.lock();
+                q.agent_failed(Instant::now(), &agent, caller);
+                q.leave(Instant::now(), caller);
+                drop(q);
+                self.wake.notify_one();
+            }
+            Some(QueueAction::Connect { agent, .. }) => {
+                self.call_ended(&agent);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// REGISTER for agents (RFC 3261 §10.3 with digest auth, RFC 7616): a
+/// successful REGISTER logs the agent in at its Contact, `expires=0` (or
+/// `Contact: *`) logs it out. An unknown agent and a wrong password get
+/// the same 401 (the digest check does the same work for both), so the
+/// SIP side never reveals which agent names exist.
+pub struct Registrar {
+    auth: crate::queue::digest::DigestAuth,
+    passwords: HashMap<String, String>,
+    realm: String,
+    /// Registered agents and when their binding lapses.
+    bindings: HashMap<AgentId, Instant>,
+}
+
+impl Registrar {
+    /// `passwords`: agent id → configured password (plain or `ha1-*:`).
+    pub fn new(secret: &[u8], passwords: HashMap<String, String>) -> Registrar {
+        Registrar {
+            auth: crate::queue::digest::DigestAuth::new(secret, 300),
+            passwords,
+            realm: "ivr12333".to_owned(),
+            bindings: HashMap::new(),
+        }
+    }
+
+    /// Answers one REGISTER. `user` is the address-of-record's user part.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle(
+        &mut self,
+        queues: &QueueRuntime,
+        now: Instant,
+        now_unix: u64,
+        user: &str,
+        contact: Option<&str>,
+        expires: u32,
+        authorization: Option<&str>,
+        method_uri: &str,
+    ) -> crate::sip::registrar::RegisterReply {
+        use crate::queue::digest::DigestError;
+        use crate::sip::registrar::RegisterReply;
+        let challenge =
+            |auth: &crate::queue::digest::DigestAuth, stale: bool| RegisterReply::Challenge {
+                www_authenticate: auth.challenges(now_unix, &self.realm, stale),
+                stale,
+            };
+        let Some(authorization) = authorization else {
+            return challenge(&self.auth, false);
+        };
+        let passwords = &self.passwords;
+        let verified = self.auth.verify_for_uri(
+            "REGISTER",
+            method_uri,
+            authorization,
+            |u| passwords.get(u).cloned(),
+            now_unix,
+        );
+        let agent = match verified {
+            Ok(a) => a,
+            Err(DigestError::Stale) => return challenge(&self.auth, true),
+            Err(_) => return challenge(&self.auth, false),
+        };
+        // Credentials of one agent cannot register another's address.
+        if agent != user {
+            return RegisterReply::Forbidden;
+        }
+        let id = AgentId(agent);
+        let remove = expires == 0 || contact == Some("*");
+        if remove {
+            self.bindings.remove(&id);
+            queues.with_set(|q, now| q.agent_logout(now, &id));
+            tracing::info!(agent = %id, "agent unregistered: logged out");
+            return RegisterReply::Ok {
+                contact: None,
+                expires: 0,
+            };
+        }
+        match contact {
+            Some(c) => {
+                let uri = c.trim().trim_start_matches('<').trim_end_matches('>');
+                let uri = uri.to_owned();
+                let ok = queues.with_set(|q, now| q.agent_login(now, &id, Some(uri.clone())));
+                if ok.is_err() {
+                    return RegisterReply::Forbidden;
+                }
+                let expires = expires.min(3600);
+                self.bindings.insert(
+                    id.clone(),
+                    now + std::time::Duration::from_secs(u64::from(expires)),
+                );
+                tracing::info!(agent = %id, expires, "agent registered: logged in");
+                RegisterReply::Ok {
+                    contact: Some(uri),
+                    expires,
+                }
+            }
+            // A query: nothing to change.
+            None => RegisterReply::Ok {
+                contact: None,
+                expires: 0,
+            },
+        }
+    }
+
+    /// Logs out agents whose registration lapsed without a refresh.
+    pub fn expire(&mut self, queues: &QueueRuntime, now: Instant) {
+        let lapsed: Vec<AgentId> = self
+            .bindings
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(a, _)| a.clone())
+            .collect();
+        for a in lapsed {
+            self.bindings.remove(&a);
+            tracing::info!(agent = %a, "agent registration expired: logged out");
+            queues.with_set(|q, now| q.agent_logout(now, &a));
+        }
+    }
+}
