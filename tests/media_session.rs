@@ -779,7 +779,11 @@ fn talkspurt_starts_at_once_between_slots() {
     let now = drain(&mut s, t);
     assert_eq!(now.len(), 1);
     assert!(now[0].marker, "talkspurt start carries the marker bit");
-    assert_eq!(now[0].seq, first[0].seq.wrapping_add(1), "sequence stays continuous");
+    assert_eq!(
+        now[0].seq,
+        first[0].seq.wrapping_add(1),
+        "sequence stays continuous"
+    );
     assert_eq!(now[0].ts, first[0].ts.wrapping_add(160));
     // The next frame follows 20 ms later, not at the old grid's 40 ms.
     assert_eq!(s.poll_timeout().unwrap(), ms(t0, 27));

@@ -260,7 +260,12 @@ impl Registrar {
     /// `passwords`: agent id → configured password (plain or `ha1-*:`).
     pub fn new(secret: &[u8], passwords: HashMap<String, String>) -> Registrar {
         Registrar {
-            auth: crate::queue::digest::DigestAuth::new(secret, 300),
+            // MD5 first: common phones (baresip 1.0 among them) give up on a 401
+            // whose first challenge is SHA-256; SHA-256 stays on offer after it.
+            auth: crate::queue::digest::DigestAuth::new(secret, 300).with_algorithms(&[
+                crate::queue::digest::Algorithm::Md5,
+                crate::queue::digest::Algorithm::Sha256,
+            ]),
             passwords,
             realm: "ivr12333".to_owned(),
             bindings: HashMap::new(),
