@@ -1,5 +1,5 @@
-//! Shared in-memory harness for the SIP scenario tests (a copy of the one
-//! in tests/sip_harness.rs, which predates this module): a scripted peer
+//! Shared in-memory harness for the SIP scenario tests (sip_harness,
+//! sip_transfer, sip_register): a scripted peer
 //! against the sans-IO Endpoint on virtual time.
 #![allow(dead_code)]
 
