@@ -367,3 +367,53 @@ fn sigterm_refuses_new_calls_and_exits_zero() {
         std::fs::read_to_string(pid_log).unwrap_or_default()
     );
 }
+
+#[test]
+fn sighup_reloads_a_good_dialplan_and_keeps_the_old_one_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("12333.toml");
+    let original = std::fs::read_to_string("dialplans/12333.toml").unwrap();
+    std::fs::write(&plan, &original).unwrap();
+    let svc = Service::start_with(&["--dialplan", plan.to_str().unwrap()], &[]);
+
+    // A broken file is rejected with its file:line, and calls still work.
+    std::fs::write(
+        &plan,
+        original.replacen(
+            "[state.",
+            "[state.broken]\ntype = \"nonsense\"\n\n[state.",
+            1,
+        ),
+    )
+    .unwrap();
+    svc.signal(libc::SIGHUP);
+    assert!(
+        svc.wait_log("dialplan reload rejected", 50),
+        "{}",
+        svc.log_text()
+    );
+    assert!(
+        svc.log_text().contains("12333.toml:"),
+        "the error names the file and line"
+    );
+    let mut uac = Uac::new(svc.sip);
+    let b = uac.branch();
+    let inv = uac.invite(&b, 1);
+    uac.send(&inv);
+    let ok = uac.expect_status(200, 50);
+    let tag = Uac::to_tag(&ok);
+    let b2 = uac.branch();
+    uac.send(&uac.in_dialog("ACK", 1, &tag, &b2));
+    let b3 = uac.branch();
+    uac.send(&uac.in_dialog("BYE", 2, &tag, &b3));
+    uac.expect_status(200, 30);
+
+    // A good file is taken for new calls.
+    std::fs::write(&plan, &original).unwrap();
+    svc.signal(libc::SIGHUP);
+    assert!(
+        svc.wait_log("dialplan reloaded for new calls", 50),
+        "{}",
+        svc.log_text()
+    );
+}

@@ -125,6 +125,26 @@ impl Service {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Sends a signal (e.g. SIGHUP) to the running service.
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = self.child.as_ref() {
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
+    }
+
+    /// Waits (at most `tenths` × 100 ms) until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, tenths: u32) -> bool {
+        for _ in 0..tenths {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
     /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
