@@ -16,45 +16,8 @@ fn prompts_dir() -> PathBuf {
     root().join("prompts")
 }
 
-/// The ids the call flow is written against (say.md); they must all exist.
-const CALL_FLOW_IDS: &[&str] = &[
-    "welcome",
-    "notice_24h",
-    "main_menu",
-    "card_loss",
-    "policy",
-    "enter_id",
-    "id_invalid",
-    "enter_pin",
-    "auth_failed",
-    "account_locked",
-    "no_record",
-    "insurance_menu",
-    "pension_balance",
-    "pension_months",
-    "last_paid",
-    "data_as_of",
-    "medical_balance",
-    "unemployment",
-    "work_injury",
-    "maternity",
-    "no_personal_account",
-    "status_active",
-    "status_suspended",
-    "status_none",
-    "after_menu",
-    "no_input",
-    "input_error",
-    "transfer_agent",
-    "queue_ahead",
-    "queue_wait",
-    "agents_busy",
-    "off_hours",
-    "system_busy",
-    "goodbye",
-    "press_star_leave",
-    "hold_music",
-];
+/// The ids the call flow is written against; they must all exist.
+use ivr12333::flow::dialplan::BUILTIN_PROMPT_IDS as CALL_FLOW_IDS;
 
 #[test]
 fn every_manifest_id_has_a_file_that_loads() {
