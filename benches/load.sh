@@ -35,7 +35,8 @@ sed "s/HOLD_MS/$hold/" tests/sipp/uac_load.xml > "$work/uac_load.xml"
 sipp -sf "$work/uac_load.xml" -s 12333 127.0.0.1:$port -i 127.0.0.1 -p $((port + 1)) \
   -mi 127.0.0.1 -mp $((port + 10)) -l "$conc" -r "$rate" -rp 1000 -m "$total" \
   -timeout $(( (total / rate) + hold / 1000 + 120 ))s -timeout_error -nostdin \
-  -trace_stat -stf "$work/stats.csv" >"$work/sipp.out" 2>&1 && status=ok || status="FAILED($?)"
+  -trace_stat -stf "$work/stats.csv" -trace_err -error_file "$work/errors.log" >"$work/sipp.out" 2>&1 \
+  && status=ok || status="FAILED($?)"
 t1=$(date +%s.%N); cpu1=$(cpu)
 kill $sampler 2>/dev/null || true
 peak=$(sort -n "$work/rss" | tail -n 1)
@@ -45,4 +46,9 @@ wall=$(echo "$t1 - $t0" | bc)
 cpus=$(echo "scale=2; ($cpu1 - $cpu0) / $ticks" | bc)
 echo "load: concurrent=$conc rate=$rate/s total=$total hold=${hold}ms sipp=$status successful=$ok failed=$failed"
 echo "service: wall ${wall}s, CPU ${cpus}s ($(echo "scale=1; 100 * $cpus / $wall" | bc)% of one core)"
+if [ -s "$work/errors.log" ]; then
+  echo "sipp error log: $(grep -c 'sipp' "$work/errors.log" || true) entries; first:"
+  grep -m 3 -E "^[0-9].*(Aborting|Unexpected|unexpected|Retransmission|timeout)" "$work/errors.log" | cut -c1-160 || true
+fi
+echo "service warnings/errors: $(grep -cE ' (WARN|ERROR) ' "$work/service.log" || true)"
 echo "service: RSS at start ${base_rss} KiB, peak ${peak} KiB, $(echo "scale=1; ($peak - $base_rss) / $conc" | bc) KiB per concurrent call"
