@@ -23,8 +23,33 @@ static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 /// Installs the global metrics recorder once (later calls reuse it).
 pub fn metrics_handle() -> Option<PrometheusHandle> {
     PROMETHEUS
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new().install_recorder().ok();
+            describe_metrics();
+            handle
+        })
         .clone()
+}
+
+/// Names and explains every metric up front, so `/metrics` lists them
+/// (at zero) before the first call.
+fn describe_metrics() {
+    metrics::describe_counter!(
+        "ivr_calls_total",
+        "Calls offered to the service (INVITEs accepted for answering)"
+    );
+    metrics::describe_gauge!("ivr_calls_active", "Calls in progress");
+    metrics::describe_counter!("ivr_calls_ended_total", "Calls ended, by end reason");
+    metrics::describe_histogram!(
+        "ivr_auth_seconds",
+        "Ledger authentication time (lookup, PIN hash, lockout, audit)"
+    );
+    metrics::describe_counter!(
+        "ivr_balance_anomalies_total",
+        "Negative personal-account balances read to callers"
+    );
+    metrics::counter!("ivr_calls_total").absolute(0);
+    metrics::gauge!("ivr_calls_active").set(0.0);
 }
 
 #[derive(Clone)]
@@ -201,5 +226,15 @@ mod tests {
         tx.send(true).unwrap();
         let (s, _) = call(&app, "GET", "/healthz").await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_listed_before_the_first_call() {
+        let (_tx, rx) = watch::channel(false);
+        let app = router(services(false).await, rx);
+        let (s, body) = call(&app, "GET", "/metrics").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(body.contains("ivr_calls_active"), "{body}");
+        assert!(body.contains("# HELP ivr_calls_total"), "{body}");
     }
 }
