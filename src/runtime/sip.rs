@@ -44,6 +44,9 @@ pub enum SipCommand {
     Refer(CallHandle, String),
 }
 
+/// Most inputs taken in one turn of the driver loop.
+const BATCH: usize = 64;
+
 enum NetInput {
     Opened(ConnId, mpsc::Sender<Vec<u8>>),
     Message(ConnId, SocketAddr, Vec<u8>),
@@ -115,44 +118,8 @@ pub async fn run(
                 Ok((n, src)) => endpoint.handle_input(std::time::Instant::now(), Transport::Udp, src, &buf[..n]),
                 Err(e) => tracing::debug!(error = %e, "UDP receive error"),
             },
-            Some(input) = net_rx.recv() => match input {
-                NetInput::Opened(conn, tx) => { conns.insert(conn, tx); }
-                NetInput::Message(conn, src, msg) => {
-                    endpoint.handle_input(std::time::Instant::now(), Transport::Tcp(conn), src, &msg)
-                }
-                NetInput::Closed(conn) => {
-                    conns.remove(&conn);
-                    endpoint.connection_closed(conn);
-                }
-            },
-            Some(cmd) = cmd_rx.recv() => {
-                let now = std::time::Instant::now();
-                match cmd {
-                    SipCommand::Answer(c, sdp) => endpoint.answer(now, c, sdp),
-                    SipCommand::Reject(c, status) => endpoint.reject(now, c, status),
-                    SipCommand::Hangup(c) => endpoint.hangup(now, c),
-                    SipCommand::ReinviteAnswer(c, a) => endpoint.answer_reinvite(now, c, a),
-                    SipCommand::Gone(c) => {
-                        calls.remove(&c);
-                        endpoint.hangup(now, c);
-                    }
-                    SipCommand::Invite { call, owner, reply } => {
-                        let h = endpoint.invite(now, call);
-                        legs.insert(h, owner);
-                        let _ = reply.send(h);
-                    }
-                    SipCommand::Refer(c, target) => {
-                        if let Err(e) = endpoint.refer(now, c, &target) {
-                            tracing::info!(call = ?c, error = %e, "REFER not sent");
-                            send(&calls, c, CallSignal::ReferFailed { status: 0 });
-                        }
-                    }
-                    SipCommand::DropLeg(c) => {
-                        legs.remove(&c);
-                        endpoint.hangup(now, c);
-                    }
-                }
-            }
+            Some(input) = net_rx.recv() => apply_net(&mut endpoint, &mut conns, input),
+            Some(cmd) = cmd_rx.recv() => apply_command(&mut endpoint, &mut calls, &mut legs, cmd),
             _ = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -167,6 +134,27 @@ pub async fn run(
                 }
             }
             _ = tokio::time::sleep(Duration::from_millis(200)), if stopping_since.is_some() => {}
+        }
+        // Under load, take what is already queued before the next deadline
+        // computation: `poll_timeout` looks at every transaction, so one
+        // look per batch instead of one per message.
+        for _ in 0..BATCH {
+            let mut progressed = false;
+            if let Ok((n, src)) = udp.try_recv_from(&mut buf) {
+                endpoint.handle_input(std::time::Instant::now(), Transport::Udp, src, &buf[..n]);
+                progressed = true;
+            }
+            if let Ok(input) = net_rx.try_recv() {
+                apply_net(&mut endpoint, &mut conns, input);
+                progressed = true;
+            }
+            if let Ok(cmd) = cmd_rx.try_recv() {
+                apply_command(&mut endpoint, &mut calls, &mut legs, cmd);
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
         }
 
         flush(&mut endpoint, &udp, &conns);
@@ -200,6 +188,61 @@ pub async fn run(
     }
     accept_task.abort();
     metrics::gauge!("ivr_calls_active").set(0.0);
+}
+
+/// Applies one command from a call task to the endpoint.
+fn apply_command(
+    endpoint: &mut Endpoint,
+    calls: &mut HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>>,
+    legs: &mut HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>>,
+    cmd: SipCommand,
+) {
+    let now = std::time::Instant::now();
+    match cmd {
+        SipCommand::Answer(c, sdp) => endpoint.answer(now, c, sdp),
+        SipCommand::Reject(c, status) => endpoint.reject(now, c, status),
+        SipCommand::Hangup(c) => endpoint.hangup(now, c),
+        SipCommand::ReinviteAnswer(c, a) => endpoint.answer_reinvite(now, c, a),
+        SipCommand::Gone(c) => {
+            calls.remove(&c);
+            endpoint.hangup(now, c);
+        }
+        SipCommand::Invite { call, owner, reply } => {
+            let h = endpoint.invite(now, call);
+            legs.insert(h, owner);
+            let _ = reply.send(h);
+        }
+        SipCommand::Refer(c, target) => {
+            if let Err(e) = endpoint.refer(now, c, &target) {
+                tracing::info!(call = ?c, error = %e, "REFER not sent");
+                send(calls, c, CallSignal::ReferFailed { status: 0 });
+            }
+        }
+        SipCommand::DropLeg(c) => {
+            legs.remove(&c);
+            endpoint.hangup(now, c);
+        }
+    }
+}
+
+/// Applies one event from the TCP side.
+fn apply_net(
+    endpoint: &mut Endpoint,
+    conns: &mut HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
+    input: NetInput,
+) {
+    match input {
+        NetInput::Opened(conn, tx) => {
+            conns.insert(conn, tx);
+        }
+        NetInput::Message(conn, src, msg) => {
+            endpoint.handle_input(std::time::Instant::now(), Transport::Tcp(conn), src, &msg)
+        }
+        NetInput::Closed(conn) => {
+            conns.remove(&conn);
+            endpoint.connection_closed(conn);
+        }
+    }
 }
 
 fn flush(endpoint: &mut Endpoint, udp: &UdpSocket, conns: &HashMap<ConnId, mpsc::Sender<Vec<u8>>>) {
