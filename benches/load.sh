@@ -31,6 +31,9 @@ base_rss=$(rss_kib); cpu0=$(cpu); t0=$(date +%s.%N)
 peak=0
 ( while kill -0 $svc 2>/dev/null; do r=$(rss_kib); echo "$r" >> "$work/rss"; sleep 0.5; done ) &
 sampler=$!
+# Steady state: once CONCURRENT calls are up (after the ramp), 5 s of CPU.
+( sleep $(( conc / rate + 3 )); a=$(cpu); sleep 5; b=$(cpu)
+  echo "$(( (b - a) * 100 / 5 / ticks ))" > "$work/steady" ) &
 sed "s/HOLD_MS/$hold/" tests/sipp/uac_load.xml > "$work/uac_load.xml"
 sipp -sf "$work/uac_load.xml" -s 12333 127.0.0.1:$port -i 127.0.0.1 -p $((port + 1)) \
   -mi 127.0.0.1 -mp $((port + 10)) -l "$conc" -r "$rate" -rp 1000 -m "$total" \
@@ -45,6 +48,7 @@ failed=$(tail -n 1 "$work/stats.csv" | awk -F';' '{print $18}')
 wall=$(echo "$t1 - $t0" | bc)
 cpus=$(echo "scale=2; ($cpu1 - $cpu0) / $ticks" | bc)
 echo "load: concurrent=$conc rate=$rate/s total=$total hold=${hold}ms sipp=$status successful=$ok failed=$failed"
+[ -s "$work/steady" ] && echo "service: steady state with all calls up: $(cat "$work/steady")% of one core"
 echo "service: wall ${wall}s, CPU ${cpus}s ($(echo "scale=1; 100 * $cpus / $wall" | bc)% of one core)"
 if [ -s "$work/errors.log" ]; then
   echo "sipp error log: $(grep -c 'sipp' "$work/errors.log" || true) entries; first:"
