@@ -567,11 +567,7 @@ impl Call {
         self.queued = false;
         self.stop_own_audio();
         let latched = self.media.as_ref().and_then(|m| m.destination());
-        let timeout = if self.media_cfg.inactivity_timeout.is_zero() {
-            Duration::ZERO
-        } else {
-            self.media_cfg.inactivity_timeout
-        };
+        let timeout = self.media_cfg.inactivity_timeout;
         let mut b = Bridge::new(caller, LegMedia::from(agent), seeds, now, timeout);
         b.set_caller_latched(latched);
         self.bridge = Some(b);
@@ -643,7 +639,11 @@ impl Call {
                 PlayItem::Prompt(id) => match self.prompts.get(id) {
                     Some(c) => clips.push(MediaItem::Clip(c.clone())),
                     None => {
-                        tracing::error!(prompt = %id, "prompt missing from the library; skipped")
+                        // A number segment's id would say a digit of the value
+                        // being read; name only phrases.
+                        let number = crate::say::SPELLER_IDS.contains(&&**id);
+                        let shown: &str = if number { "<number segment>" } else { id };
+                        tracing::error!(prompt = shown, "prompt missing from the library; skipped")
                     }
                 },
                 PlayItem::Pause(ms) => clips.push(MediaItem::Silence { ms: *ms }),

@@ -185,15 +185,13 @@ pub async fn run(
                     spawn_auth(&services.ledger, &ctx, id, pin, reply_tx.clone());
                 }
                 CallOutput::Audit { id, insurance } => {
-                    let (ledger, ctx) = (services.ledger.clone(), ctx.clone());
-                    tokio::spawn(async move {
-                        if let Err(e) = ledger
-                            .audit(&ctx, Some(&id), AuditAction::Query(insurance), "played")
-                            .await
-                        {
-                            tracing::error!(call_id = %ctx.call_id, error = %e, "audit write failed");
-                        }
-                    });
+                    spawn_audit(
+                        &services.ledger,
+                        &ctx,
+                        Some(id),
+                        AuditAction::Query(insurance),
+                        "played",
+                    );
                 }
                 CallOutput::Transfer { queue, id } => {
                     if let Some(id) = &id {
@@ -213,12 +211,13 @@ pub async fn run(
                         agent.referring = Some(queue.clone());
                         agent.refer_deadline = Some(tokio::time::Instant::now() + REFER_TIMEOUT);
                         let _ = sip.send(SipCommand::Refer(handle, target));
-                        let (ledger, ctx2) = (services.ledger.clone(), ctx.clone());
-                        tokio::spawn(async move {
-                            let _ = ledger
-                                .audit(&ctx2, id.as_ref(), AuditAction::Transfer { queue }, "refer")
-                                .await;
-                        });
+                        spawn_audit(
+                            &services.ledger,
+                            &ctx,
+                            id,
+                            AuditAction::Transfer { queue },
+                            "refer",
+                        );
                         continue;
                     }
                     let joined = services
@@ -243,12 +242,13 @@ pub async fn run(
                             "no_agent_queue"
                         }
                     };
-                    let (ledger, ctx2) = (services.ledger.clone(), ctx.clone());
-                    tokio::spawn(async move {
-                        let _ = ledger
-                            .audit(&ctx2, id.as_ref(), AuditAction::Transfer { queue }, outcome)
-                            .await;
-                    });
+                    spawn_audit(
+                        &services.ledger,
+                        &ctx,
+                        id,
+                        AuditAction::Transfer { queue },
+                        outcome,
+                    );
                 }
                 CallOutput::LeaveQueue => {
                     if let Some(q) = &services.queues {
@@ -681,6 +681,23 @@ fn agent_ended(
         tracing::info!(%call_id, agent = %leg.agent, reason, "agent did not take the call");
         q.agent_failed(&leg.agent, caller);
     }
+}
+
+/// Appends an audit row off the call's task; a failed write is logged (the
+/// call goes on).
+fn spawn_audit(
+    ledger: &Ledger,
+    ctx: &AuditContext,
+    id: Option<IdNumber>,
+    action: AuditAction,
+    outcome: &'static str,
+) {
+    let (ledger, ctx) = (ledger.clone(), ctx.clone());
+    tokio::spawn(async move {
+        if let Err(e) = ledger.audit(&ctx, id.as_ref(), action, outcome).await {
+            tracing::error!(call_id = %ctx.call_id, error = %e, "audit write failed");
+        }
+    });
 }
 
 fn spawn_auth(

@@ -64,10 +64,7 @@ pub fn flow_config(cfg: &Config) -> anyhow::Result<FlowConfig> {
 pub fn ledger_config(cfg: &Config) -> anyhow::Result<LedgerConfig> {
     let l = &cfg.ledger;
     let mut lc = match &l.pin_pepper {
-        Some(p) if !p.is_empty() => LedgerConfig {
-            pepper: p.as_bytes().to_vec(),
-            ..LedgerConfig::demo()
-        },
+        Some(p) if !p.is_empty() => LedgerConfig::with_pepper(p.as_bytes().to_vec()),
         _ if l.db.starts_with("sqlite:") => {
             tracing::warn!(
                 "no ledger.pin_pepper set: using the demo pepper (fine for the demo ledger only)"
