@@ -62,8 +62,6 @@ pub fn end_reason_str(r: &EndReason) -> &'static str {
         EndReason::Rejected(_) => "rejected",
         EndReason::AckTimeout => "ack_timeout",
         EndReason::TransportError => "transport_error",
-        #[allow(unreachable_patterns)]
-        _ => "ended",
     }
 }
 
