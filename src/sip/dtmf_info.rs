@@ -53,12 +53,11 @@ fn digit_from(s: &str) -> Option<char> {
 
 /// Parses an INFO body by its Content-Type (media type only, any case).
 pub fn parse_info_dtmf(content_type: &str, body: &[u8]) -> Result<InfoDtmf, InfoDtmfError> {
-    let ct = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let ct = super::transfer::media_type(content_type);
+    if ct != "application/dtmf-relay" && ct != "application/dtmf" {
+        // The type decides first: a foreign body is 415 whatever its bytes.
+        return Err(InfoDtmfError::UnsupportedType);
+    }
     let text = std::str::from_utf8(body).map_err(|_| InfoDtmfError::Malformed)?;
     match ct.as_str() {
         "application/dtmf-relay" => {
@@ -105,6 +104,10 @@ mod tests {
         assert_eq!(d.digit, '*');
         assert_eq!(
             parse_info_dtmf("text/plain", b"5"),
+            Err(InfoDtmfError::UnsupportedType)
+        );
+        assert_eq!(
+            parse_info_dtmf("text/plain", b"\xff\xfe"),
             Err(InfoDtmfError::UnsupportedType)
         );
         assert_eq!(

@@ -56,13 +56,8 @@ impl fmt::Display for SipError {
 
 impl std::error::Error for SipError {}
 
-/// RFC 3261 §25.1 `token` characters.
-fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
-}
-
 pub fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_token_char)
+    !s.is_empty() && s.bytes().all(super::wire::is_token_char)
 }
 
 /// Headers the endpoint writes in an outbound INVITE (or that frame the
@@ -108,12 +103,7 @@ pub fn check_extra_headers(headers: &[(String, String)]) -> Result<(), SipError>
 /// A bare URI the endpoint may put between `<` and `>`: a scheme, no
 /// whitespace, controls or angle brackets (which would end the name-addr).
 pub fn check_uri(uri: &str) -> Result<(), SipError> {
-    let scheme_ok = uri.split_once(':').is_some_and(|(s, rest)| {
-        !rest.is_empty()
-            && s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-    });
+    let scheme_ok = super::message::uri_scheme(uri).is_some();
     let chars_ok = uri
         .bytes()
         .all(|b| b.is_ascii_graphic() && !b"<>\"".contains(&b));

@@ -221,14 +221,6 @@ pub fn check(m: &Message) -> Result<Request, Reject> {
     })
 }
 
-fn media_type(ct: &str) -> String {
-    ct.split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
-}
-
 /// Semantic checks in §8.2 order; `None` means go on and process it.
 pub fn semantic(m: &Message, req: &Request) -> Option<Reject> {
     semantic_with(m, req, false)
@@ -274,7 +266,7 @@ pub fn semantic_with(m: &Message, req: &Request, registrar: bool) -> Option<Reje
     }
     if method == "INVITE" {
         if !m.body.is_empty() {
-            let ct = m.header("Content-Type").map(media_type);
+            let ct = m.header("Content-Type").map(super::transfer::media_type);
             if ct.as_deref() != Some("application/sdp") {
                 return Some(Reject {
                     code: 415,
@@ -299,7 +291,7 @@ pub fn semantic_with(m: &Message, req: &Request, registrar: bool) -> Option<Reje
         let accepts: Vec<String> = m
             .header_all("Accept")
             .flat_map(|v| v.split(','))
-            .map(media_type)
+            .map(super::transfer::media_type)
             .filter(|t| !t.is_empty())
             .collect();
         if !accepts.is_empty()

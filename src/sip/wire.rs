@@ -192,7 +192,8 @@ pub fn canonical_name(raw: &str) -> String {
     raw.to_owned()
 }
 
-fn is_token_char(c: u8) -> bool {
+/// RFC 3261 §25.1 `token` characters.
+pub(crate) fn is_token_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c)
 }
 
