@@ -709,13 +709,19 @@ impl Interpreter {
         }
         let plan = Arc::clone(&self.plan);
         match plan.state(self.current).map(|s| &s.kind) {
-            Some(StateKind::Menu(m)) => {
-                self.record.menu_keys.push(c);
-                match m.keys.iter().find(|(k, _)| *k == c) {
-                    Some((_, t)) => self.goto(*t),
-                    None => self.fail(now, Failure::Invalid),
+            Some(StateKind::Menu(m)) => match m.keys.iter().find(|(k, _)| *k == c) {
+                Some((_, t)) => {
+                    self.record.menu_keys.push(c);
+                    self.goto(*t)
                 }
-            }
+                None => {
+                    // A key no option takes may be the first digit of an ID
+                    // or PIN typed too early: the record keeps only that a
+                    // wrong key came.
+                    self.record.menu_keys.push('?');
+                    self.fail(now, Failure::Invalid)
+                }
+            },
             Some(StateKind::Collect(col)) => self.collect_key(now, col, c),
             _ => {}
         }
