@@ -874,3 +874,26 @@ mod prop {
         }
     }
 }
+
+/// `now + duration` on the call path must not overflow: absurd configured
+/// durations are refused when the queues are built.
+#[test]
+fn absurd_durations_are_refused_at_start_up() {
+    let mut q =
+        ivr12333::queue::QueueConfig::new("agents", vec![ivr12333::queue::AgentId::new("a1")]);
+    q.max_wait = Duration::from_secs(u64::MAX / 4);
+    let agents = vec![ivr12333::queue::AgentConfig::new("a1")];
+    let Err(err) = ivr12333::queue::QueueSet::new(vec![q], agents) else {
+        panic!("an absurd max_wait was accepted");
+    };
+    assert!(
+        matches!(
+            err,
+            ivr12333::queue::QueueError::DurationTooLong {
+                field: "max_wait",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -15,8 +15,9 @@ use crate::domain::IdNumber;
 
 /// What `authenticate` needs, read in one query: PIN hash and lock state
 /// of `person`, and the `account` row (LEFT JOIN, so all optional). One
-/// round trip instead of two keeps the lookup's tail latency down.
-#[derive(Debug, sqlx::FromRow)]
+/// round trip instead of two keeps the lookup's tail latency down. No
+/// `Debug`: it holds the PIN hash and balances.
+#[derive(sqlx::FromRow)]
 pub(crate) struct AuthRow {
     pub pin_hash: Option<String>,
     pub status: String,

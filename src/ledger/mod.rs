@@ -249,8 +249,8 @@ pub(crate) fn status_str(s: InsuranceStatus) -> &'static str {
     }
 }
 
-/// One `account` row as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// One `account` row as stored. No `Debug`: it holds balances.
+#[derive(Clone, sqlx::FromRow)]
 pub(crate) struct AccountRow {
     pub data_as_of: String,
     pub pension_balance_fen: Option<i64>,

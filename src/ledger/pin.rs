@@ -181,10 +181,17 @@ mod tests {
     #[test]
     fn malformed_stored_hash_never_verifies() {
         let h = PinHasher::new(b"pepper");
+        // Absurd parameters with an otherwise well-formed salt and hash,
+        // so only the parameter guard can reject it.
+        let absurd = format!(
+            "$argon2id$v=19$m=99999999,t=1,p=1${}${}",
+            "00".repeat(16),
+            "00".repeat(32)
+        );
         for s in [
             "",
             "$argon2id$v=19$m=4096,t=1,p=1$zz$00",
-            "$argon2id$v=19$m=99999999,t=1,p=1$00$00",
+            absurd.as_str(),
             "$argon2i$v=19$m=4096,t=1,p=1$0011$0011",
             "plain",
         ] {

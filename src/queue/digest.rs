@@ -111,6 +111,10 @@ pub struct DigestAuth {
     /// nonce → (timestamp, highest accepted nc)
     seen: HashMap<String, (u64, u32)>,
     max_tracked: usize,
+    /// Nonces issued at or before this time were dropped from `seen` while
+    /// still live; they count as stale so their holders are re-challenged
+    /// (otherwise a captured response could be replayed).
+    evicted_upto: u64,
 }
 
 impl std::fmt::Debug for DigestAuth {
@@ -142,6 +146,7 @@ impl DigestAuth {
             counter: AtomicU64::new(rand::random()),
             seen: HashMap::new(),
             max_tracked: 100_000,
+            evicted_upto: 0,
         }
     }
 
@@ -269,7 +274,7 @@ impl DigestAuth {
         if ts > now_unix.saturating_add(60) {
             return Err(DigestError::Unauthorized);
         }
-        let stale = now_unix.saturating_sub(ts) > self.nonce_lifetime;
+        let stale = now_unix.saturating_sub(ts) > self.nonce_lifetime || ts <= self.evicted_upto;
 
         // Same work whether the user exists or not: compute the full
         // digest with a dummy secret for an unknown user.
@@ -308,11 +313,12 @@ impl DigestAuth {
                 .retain(|_, (t, _)| now_unix.saturating_sub(*t) <= lifetime);
             if self.seen.len() >= self.max_tracked {
                 // Still full of live nonces: drop the older half. Their
-                // holders will be re-challenged, which is safe.
+                // holders are re-challenged (`evicted_upto` makes them stale).
                 let mut ts_list: Vec<u64> = self.seen.values().map(|(t, _)| *t).collect();
                 ts_list.sort_unstable();
                 let cut = ts_list[ts_list.len() / 2];
                 self.seen.retain(|_, (t, _)| *t > cut);
+                self.evicted_upto = self.evicted_upto.max(cut);
             }
         }
         self.seen.insert(nonce, (ts, nc));

@@ -267,6 +267,8 @@ pub enum QueueError {
     AgentListedTwice { queue: String, agent: String },
     #[error("queue {queue:?}: {field} must be greater than zero")]
     ZeroDuration { queue: String, field: &'static str },
+    #[error("queue {queue:?}: {field} must be at most a year")]
+    DurationTooLong { queue: String, field: &'static str },
     #[error("a queue or agent name must not be empty")]
     EmptyName,
     #[error("queue {0:?}: refer mode needs a non-empty target")]

@@ -203,6 +203,23 @@ impl QueueSet {
                     });
                 }
             }
+            // `now + d` must not overflow on the call path.
+            const MAX: Duration = Duration::from_secs(365 * 86_400);
+            for (field, d) in [
+                ("ring_timeout", q.ring_timeout),
+                ("wrap_up", q.wrap_up),
+                ("announce_every", q.announce_every),
+                ("first_announce_after", q.first_announce_after),
+                ("max_wait", q.max_wait),
+                ("retry", q.retry),
+            ] {
+                if d > MAX {
+                    return Err(QueueError::DurationTooLong {
+                        queue: q.name.clone(),
+                        field,
+                    });
+                }
+            }
             if let QueueMode::Refer { target } = &q.mode
                 && target.trim().is_empty()
             {

@@ -160,13 +160,6 @@ impl QueueRuntime {
             .any(|v| v.name == queue && v.available_agents > 0)
     }
 
-    /// The mode of the queue `caller` waits in.
-    pub fn caller_mode(&self, caller: CallerId) -> Option<QueueMode> {
-        let q = self.lock();
-        let name = q.caller_queue(caller)?.to_owned();
-        q.queue_config(&name).map(|c| c.mode.clone())
-    }
-
     /// The mode of `queue`.
     pub fn queue_mode(&self, queue: &str) -> Option<QueueMode> {
         self.lock().queue_config(queue).map(|c| c.mode.clone())
