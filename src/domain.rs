@@ -129,7 +129,8 @@ pub fn id_check_char(first17: &[u8]) -> Option<u8> {
     Some(ID_CHECK[(s % 11) as usize])
 }
 
-fn days_in_month(year: u32, month: u32) -> u32 {
+/// Days in a month of the Gregorian calendar (0 for a month outside 1–12).
+pub fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,

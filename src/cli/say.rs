@@ -137,22 +137,10 @@ fn parse_date(v: &str) -> Option<Vec<Seg>> {
                 return None;
             }
             let d: u8 = day.parse().ok()?;
-            let max = days_in_month(ym.year, ym.month);
-            (1..=max).contains(&d).then(|| say::date(ym, d))
+            let max = crate::domain::days_in_month(u32::from(ym.year), u32::from(ym.month));
+            (1..=max).contains(&u32::from(d)).then(|| say::date(ym, d))
         }
         _ => None,
-    }
-}
-
-fn days_in_month(year: u16, month: u8) -> u8 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
-            29
-        }
-        2 => 28,
-        _ => 0,
     }
 }
 

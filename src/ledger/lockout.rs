@@ -11,6 +11,7 @@
 //! several nodes, can never push the count past N nor lock twice.
 
 use super::{AccountRow, Ledger, LedgerError, ms};
+use crate::domain::AuthOutcome;
 use crate::domain::IdNumber;
 
 /// What `authenticate` needs, read in one query: PIN hash and lock state
@@ -64,6 +65,17 @@ pub(crate) enum Failure {
     JustLocked,
     /// The account was locked meanwhile (nothing counted).
     AlreadyLocked,
+}
+
+impl Failure {
+    /// What the caller is told and the audit outcome for this failure.
+    pub(crate) fn outcome(self) -> (AuthOutcome, &'static str) {
+        match self {
+            Failure::Counted => (AuthOutcome::Rejected, "rejected"),
+            Failure::JustLocked => (AuthOutcome::Locked, "lockout"),
+            Failure::AlreadyLocked => (AuthOutcome::Locked, "locked"),
+        }
+    }
 }
 
 /// Lock state of one account, for admin tools and tests.

@@ -460,22 +460,14 @@ impl Ledger {
                         (AuthOutcome::Locked, "locked")
                     }
                 } else {
-                    match lockout::record_failure(self, id, now_ms).await? {
-                        lockout::Failure::Counted => (AuthOutcome::Rejected, "rejected"),
-                        lockout::Failure::JustLocked => (AuthOutcome::Locked, "lockout"),
-                        lockout::Failure::AlreadyLocked => (AuthOutcome::Locked, "locked"),
-                    }
+                    lockout::record_failure(self, id, now_ms).await?.outcome()
                 }
             }
             Some(_) => {
                 // No PIN yet or closed account: the same work and answers
                 // as a wrong PIN (dummy verification, the same counting).
                 let _ = self.verify_pin(pin, None).await?;
-                match lockout::record_failure(self, id, now_ms).await? {
-                    lockout::Failure::Counted => (AuthOutcome::Rejected, "rejected"),
-                    lockout::Failure::JustLocked => (AuthOutcome::Locked, "lockout"),
-                    lockout::Failure::AlreadyLocked => (AuthOutcome::Locked, "locked"),
-                }
+                lockout::record_failure(self, id, now_ms).await?.outcome()
             }
             None => {
                 // Unknown ID: dummy verification and a failure counter of
@@ -486,11 +478,9 @@ impl Ledger {
                     (AuthOutcome::Locked, "locked")
                 } else {
                     let _ = self.verify_pin(pin, None).await?;
-                    match lockout::record_unknown_failure(self, &h, now_ms).await? {
-                        lockout::Failure::Counted => (AuthOutcome::Rejected, "rejected"),
-                        lockout::Failure::JustLocked => (AuthOutcome::Locked, "lockout"),
-                        lockout::Failure::AlreadyLocked => (AuthOutcome::Locked, "locked"),
-                    }
+                    lockout::record_unknown_failure(self, &h, now_ms)
+                        .await?
+                        .outcome()
                 }
             }
         };
