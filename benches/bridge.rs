@@ -1,5 +1,5 @@
 //! B2BUA relay cost: one bridged call-second (50 packets each way through
-//! `runtime::bridge::Bridge`, same codec and PCMU↔PCMA) against one
+//! `media::bridge::Bridge`, same codec and PCMU↔PCMA) against one
 //! call-second of a caller listening to a prompt (50 packets sent by the
 //! `MediaSession` plus 50 of the caller's packets received). The
 //! difference is the extra CPU a bridged call costs, sockets excluded
@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use ivr12333::media::bridge::{Bridge, LegMedia, Side};
 use ivr12333::media::clip::Clip;
 use ivr12333::media::g711::Codec;
 use ivr12333::media::rtp::{self, RtpOut};
 use ivr12333::media::session::{MediaConfig, MediaSession, PlayItem};
-use ivr12333::runtime::bridge::{Bridge, LegMedia, Side};
 
 fn caller() -> SocketAddr {
     "127.0.0.1:7000".parse().unwrap()

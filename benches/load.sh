@@ -5,17 +5,23 @@
 #   e.g. benches/load.sh 5000 200 10000 30000   (5,000 calls up at once)
 #        benches/load.sh 2000 1000 20000 1000   (1,000 new calls/s)
 #
-# Prints SIPp's result and the service's CPU time, peak memory and memory per
-# concurrent call. Loopback only; bounded by TOTAL calls and SIPp's -timeout.
+# Prints SIPp's result, the service's CPU time, peak memory and memory per
+# concurrent call, and what callers hear: once CONCURRENT calls are up, the
+# probe (benches/load_probe.rs) places PROBE_STREAMS (30) listening calls and
+# PROBE_SCRIPTED (5) callers who key an ID and PIN, and reports RTP gaps and
+# loss (kernel timestamps), INVITE->200 latency and PIN '#' -> result latency.
+# Loopback only; bounded by TOTAL calls and SIPp's -timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 conc=${1:-1000}; rate=${2:-100}; total=${3:-2000}; hold=${4:-20000}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release --quiet --bin ivr12333
+cargo bench --quiet --bench load_probe --no-run 2>/dev/null
 work=$(mktemp -d)
 trap 'kill $svc 2>/dev/null || true; wait $svc 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$((15000 + RANDOM % 5000))
 IVR12333_LOG__LEVEL=warn IVR12333_SIP__MAX_CALLS=20000 IVR12333_SIP__MAX_CALLS_PER_SECOND=5000 \
+  IVR12333_SIP__TRUSTED_SOURCES='["127.0.0.0/8"]' \
   IVR12333_RTP__INACTIVITY_TIMEOUT_SECS=3600 \
   target/release/ivr12333 serve --sip-listen 127.0.0.1:$port --rtp-ports 20000-39999 \
   --db "sqlite://$work/ledger.db" --admin-listen "" >"$work/service.log" 2>&1 &
@@ -34,6 +40,12 @@ sampler=$!
 # Steady state: once CONCURRENT calls are up (after the ramp), 5 s of CPU.
 ( sleep $(( conc / rate + 3 )); a=$(cpu); sleep 5; b=$(cpu)
   echo "$(( (b - a) * 100 / 5 / ticks ))" > "$work/steady" ) &
+# What callers hear, sampled while every call is up (probe calls hold 10 s).
+( sleep $(( conc / rate + 2 ))
+  cargo bench --quiet --bench load_probe -- --target 127.0.0.1:$port \
+    --streams "${PROBE_STREAMS:-30}" --scripted "${PROBE_SCRIPTED:-5}" \
+    --spread-secs 5 --hold-secs 10 > "$work/probe" 2>&1 ) &
+prober=$!
 sed "s/HOLD_MS/$hold/" tests/sipp/uac_load.xml > "$work/uac_load.xml"
 sipp -sf "$work/uac_load.xml" -s 12333 127.0.0.1:$port -i 127.0.0.1 -p $((port + 1)) \
   -mi 127.0.0.1 -mp $((port + 10)) -l "$conc" -r "$rate" -rp 1000 -m "$total" \
@@ -41,6 +53,7 @@ sipp -sf "$work/uac_load.xml" -s 12333 127.0.0.1:$port -i 127.0.0.1 -p $((port +
   -trace_stat -stf "$work/stats.csv" -trace_err -error_file "$work/errors.log" >"$work/sipp.out" 2>&1 \
   && status=ok || status="FAILED($?)"
 t1=$(date +%s.%N); cpu1=$(cpu)
+wait $prober 2>/dev/null || true
 kill $sampler 2>/dev/null || true
 peak=$(sort -n "$work/rss" | tail -n 1)
 ok=$(tail -n 1 "$work/stats.csv" | awk -F';' '{print $16}')
@@ -54,5 +67,6 @@ if [ -s "$work/errors.log" ]; then
   echo "sipp error log: $(grep -c 'sipp' "$work/errors.log" || true) entries; first:"
   grep -m 3 -E "^[0-9].*(Aborting|Unexpected|unexpected|Retransmission|timeout)" "$work/errors.log" | cut -c1-160 || true
 fi
+grep '^probe:' "$work/probe" || { echo "probe: no result"; tail -n 5 "$work/probe"; }
 echo "service warnings/errors: $(grep -cE ' (WARN|ERROR) ' "$work/service.log" || true)"
 echo "service: RSS at start ${base_rss} KiB, peak ${peak} KiB, $(echo "scale=1; ($peak - $base_rss) / $conc" | bc) KiB per concurrent call"

@@ -32,7 +32,7 @@ fn build(agents: usize) -> QueueSet {
 
 fn drain(q: &mut QueueSet) -> usize {
     let mut n = 0;
-    while let Some(a) = q.poll_action() {
+    while let Some(a) = q.poll_event() {
         black_box(&a);
         n += 1;
     }
@@ -105,7 +105,7 @@ fn serve_with_agents(c: &mut Criterion) {
     }
     let mut ringing: Vec<(CallerId, AgentId)> = Vec::new();
     let collect = |q: &mut QueueSet, ringing: &mut Vec<(CallerId, AgentId)>| {
-        while let Some(a) = q.poll_action() {
+        while let Some(a) = q.poll_event() {
             if let QueueAction::RingAgent { caller, agent, .. } = a {
                 ringing.push((caller, agent));
             }

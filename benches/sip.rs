@@ -5,7 +5,12 @@
 //!   typical INVITE (with SDP) and an in-dialog BYE;
 //! - `endpoint`: the whole `handle_input` path for a retransmitted INVITE
 //!   and BYE (parse, validate, transaction match, resend), and a complete
-//!   call (INVITE, answer, ACK, BYE, all transmits drained).
+//!   call (INVITE, answer, ACK, BYE, all transmits drained);
+//! - `timers/{10,10000}`: the same endpoint holding 10 or 10,000 live
+//!   transactions (half unanswered INVITEs, half OPTIONS waiting in Timer
+//!   J): `poll_timeout`, one retransmitted INVITE through `handle_input`
+//!   followed by `poll_timeout` (what the driver does per message). With
+//!   the timer heap neither grows with the count.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -88,6 +93,62 @@ fn confirmed(ep: &mut Endpoint, id: u64, now: Instant) -> String {
     tag
 }
 
+/// An OPTIONS from caller `id` (a non-INVITE transaction kept 64·T1).
+fn options(id: u64) -> Vec<u8> {
+    format!(
+        "OPTIONS sip:12333@10.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-o{id};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:probe@203.0.113.1>;tag=o{id}\r\n\
+         To: <sip:12333@10.0.0.1>\r\n\
+         Call-ID: options-{id}@203.0.113.1\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// An endpoint with `n` live transactions at `now`.
+fn loaded(n: u64, now: Instant) -> Endpoint {
+    let mut ep = Endpoint::new(EndpointConfig {
+        max_calls: 1_000_000,
+        max_calls_per_second: 0,
+        ..EndpointConfig::default()
+    });
+    for id in 0..n / 2 {
+        ep.handle_input(now, Transport::Udp, src(), &invite(1_000_000 + id));
+        ep.handle_input(now, Transport::Udp, src(), &options(id));
+    }
+    while ep.poll_transmit().is_some() {}
+    while ep.poll_event().is_some() {}
+    assert_eq!(ep.transaction_count() as u64, n / 2 * 2);
+    ep
+}
+
+fn bench_timers(c: &mut Criterion) {
+    let now = Instant::now();
+    for n in [10u64, 10_000] {
+        let mut g = c.benchmark_group(format!("timers/{n}"));
+        g.throughput(Throughput::Elements(1));
+        let ep = loaded(n, now);
+        g.bench_function("poll_timeout", |b| b.iter(|| black_box(ep.poll_timeout())));
+        let mut ep = loaded(n, now);
+        let inv = invite(1);
+        ep.handle_input(now, Transport::Udp, src(), &inv);
+        while ep.poll_event().is_some() {}
+        g.bench_function("message_then_poll_timeout", |b| {
+            b.iter(|| {
+                ep.handle_input(now, Transport::Udp, src(), black_box(&inv));
+                while let Some(t) = ep.poll_transmit() {
+                    black_box(t);
+                }
+                black_box(ep.poll_timeout())
+            })
+        });
+        g.finish();
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let limits = WireLimits::default();
     let inv = invite(1);
@@ -160,5 +221,5 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_timers);
 criterion_main!(benches);

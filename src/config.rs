@@ -33,6 +33,19 @@ pub struct Config {
     pub queue: Vec<crate::queue::config::QueueTable>,
     /// Agents (`[[agent]]`).
     pub agent: Vec<crate::queue::config::AgentTable>,
+    /// Guessing resistance for agents' digest logins (`[agent_auth]`).
+    pub agent_auth: AgentAuthSection,
+    /// The CDR/audit writer and its local spool (`docs/records.md`).
+    #[serde(default)]
+    pub records: RecordsSection,
+    /// Prompt loudness matching (`[prompts]`, see `docs/prompts.md`).
+    pub prompts: PromptsSection,
+    /// Callback (预约回拨) offers while a caller waits (`[callback]`).
+    pub callback: CallbackSection,
+    /// The operators' console (`[console]`, see `docs/console.md`).
+    pub console: ConsoleSection,
+    /// Who may sign in to the console (`[[console_user]]`).
+    pub console_user: Vec<ConsoleUserTable>,
 }
 
 impl Default for Config {
@@ -48,6 +61,130 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             queue: Vec::new(),
             agent: Vec::new(),
+            agent_auth: AgentAuthSection::default(),
+            records: RecordsSection::default(),
+            prompts: PromptsSection::default(),
+            callback: CallbackSection::default(),
+            console: ConsoleSection::default(),
+            console_user: Vec::new(),
+        }
+    }
+}
+
+/// `[records]`: the batched CDR/audit writer and its durable spool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordsSection {
+    /// Where rows wait on local disk while the database is down or slow.
+    /// Unset: `spool/` beside an SQLite database file (so the default
+    /// `sqlite://var/ivr12333.db` spools into `var/spool`), else `var/spool`.
+    /// One process per directory (it is locked).
+    pub spool_dir: Option<PathBuf>,
+    /// Rows per multi-row insert.
+    pub batch_max: usize,
+    /// Rows waiting in memory beyond which audit rows are refused (the
+    /// caller hears "system busy"); CDRs are always taken.
+    pub queue_capacity: usize,
+    /// First retry delay after a failed write; doubles up to `retry_max_ms`.
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for RecordsSection {
+    fn default() -> Self {
+        RecordsSection {
+            spool_dir: None,
+            batch_max: 500,
+            queue_capacity: 50_000,
+            retry_min_ms: 200,
+            retry_max_ms: 5_000,
+        }
+    }
+}
+
+/// `[prompts]`: every prompt is brought to one active speech level
+/// (ITU-T P.56) when the library loads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptsSection {
+    /// Match loudness at all (false: play the files as they are).
+    pub normalise: bool,
+    /// Target active speech level, dBov (−26 is the usual telephony level).
+    pub target_dbov: f32,
+    /// The gain never lifts a peak above this (dBFS).
+    pub ceiling_dbfs: f32,
+}
+
+impl Default for PromptsSection {
+    fn default() -> Self {
+        PromptsSection {
+            normalise: true,
+            target_dbov: crate::media::prompts::DEFAULT_TARGET_DBOV,
+            ceiling_dbfs: crate::media::prompts::DEFAULT_CEILING_DBFS,
+        }
+    }
+}
+
+impl RecordsSection {
+    /// The spool directory for a ledger at `db_url`.
+    pub fn spool_dir_for(&self, db_url: &str) -> PathBuf {
+        if let Some(d) = &self.spool_dir {
+            return d.clone();
+        }
+        let file = db_url
+            .strip_prefix("sqlite://")
+            .or_else(|| db_url.strip_prefix("sqlite:"))
+            .map(|p| p.split('?').next().unwrap_or(p))
+            .filter(|p| !p.is_empty() && !p.contains(":memory:"));
+        match file.and_then(|f| Path::new(f).parent()) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join("spool"),
+            _ => PathBuf::from("var/spool"),
+        }
+    }
+
+    /// The writer's settings for a ledger at `db_url`.
+    pub fn writer_config(&self, db_url: &str) -> crate::records::RecordsConfig {
+        crate::records::RecordsConfig {
+            spool_dir: self.spool_dir_for(db_url),
+            queue_capacity: self.queue_capacity.max(1),
+            policy: crate::records::PolicyConfig {
+                batch_max: self.batch_max.clamp(1, 2_000),
+                retry_min: std::time::Duration::from_millis(self.retry_min_ms.max(1)),
+                retry_max: std::time::Duration::from_millis(
+                    self.retry_max_ms.max(self.retry_min_ms.max(1)),
+                ),
+                ..crate::records::PolicyConfig::default()
+            },
+        }
+    }
+}
+
+impl PromptsSection {
+    pub fn loudness(&self) -> crate::media::prompts::Loudness {
+        crate::media::prompts::Loudness {
+            target_dbov: self.normalise.then_some(self.target_dbov),
+            ceiling_dbfs: self.ceiling_dbfs,
+        }
+    }
+}
+
+/// `[callback]`: when a waiting caller is offered a callback instead of
+/// waiting on (the dialplan's transfer state needs a `callback` target).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbackSection {
+    /// The key a waiting caller presses for a callback (empty: none).
+    pub key: String,
+    /// Per queue: offer a callback when the queue's estimated wait exceeds
+    /// this many seconds (needs `announce_estimated_wait` on the queue).
+    pub offer_after_wait_secs: std::collections::BTreeMap<String, u64>,
+}
+
+impl Default for CallbackSection {
+    fn default() -> Self {
+        CallbackSection {
+            key: "1".to_owned(),
+            offer_after_wait_secs: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -67,6 +204,29 @@ pub struct SipSection {
     pub max_tcp_per_ip: usize,
     /// Close TCP connections idle this long (seconds).
     pub tcp_idle_secs: u64,
+    /// Concurrent calls from one source address (0 = no limit).
+    pub per_source_max_calls: usize,
+    /// New calls per second from one source address (0 = no limit).
+    pub per_source_calls_per_second: u32,
+    /// New calls one source may place at once (token bucket size; 0 = the
+    /// per-second figure).
+    pub per_source_burst: u32,
+    /// INVITEs from one source admitted but not yet ACKed (0 = no limit).
+    pub per_source_max_unacked: usize,
+    /// Sources (CIDR) exempt from the per-source limits: trunks and SBCs
+    /// that carry many callers. They still count toward the global caps.
+    pub trusted_sources: Vec<String>,
+    /// Refused INVITEs are logged as one summary line per source and
+    /// interval of this many seconds.
+    pub refusal_log_secs: u64,
+    /// Server / User-Agent header value; empty = no such header. The
+    /// default carries no version (add one here if a peer needs it).
+    #[serde(default = "default_server_header")]
+    pub server_header: String,
+}
+
+fn default_server_header() -> String {
+    "ivr12333".to_owned()
 }
 
 impl Default for SipSection {
@@ -79,6 +239,73 @@ impl Default for SipSection {
             max_calls_per_second: 1000,
             max_tcp_per_ip: 64,
             tcp_idle_secs: 900,
+            per_source_max_calls: 200,
+            per_source_calls_per_second: 50,
+            per_source_burst: 100,
+            per_source_max_unacked: 50,
+            trusted_sources: Vec::new(),
+            refusal_log_secs: 10,
+            server_header: default_server_header(),
+        }
+    }
+}
+
+impl SipSection {
+    /// The per-source admission limits of this section.
+    pub fn per_source_limits(&self) -> crate::sip::admission::PerSourceLimits {
+        crate::sip::admission::PerSourceLimits {
+            max_calls: self.per_source_max_calls,
+            calls_per_second: self.per_source_calls_per_second,
+            burst: self.per_source_burst,
+            max_unacked: self.per_source_max_unacked,
+            trusted_sources: self.trusted_sources.clone(),
+            log_interval: std::time::Duration::from_secs(self.refusal_log_secs.max(1)),
+        }
+    }
+}
+
+/// Guessing resistance for agents that log in with SIP digest (see
+/// `docs/operations.md`): failures counted per agent and per source address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentAuthSection {
+    /// Wrong answers for one agent within `window_secs` that lock it.
+    pub max_failures: u32,
+    /// Wrong answers from one source address within `window_secs` that
+    /// block that address (it then cannot add to any agent's count).
+    pub source_max_failures: u32,
+    pub window_secs: u64,
+    /// First lock; each further lock without a good login in between
+    /// doubles it, up to `max_lock_secs`.
+    pub lock_secs: u64,
+    pub max_lock_secs: u64,
+    /// Failures are summarised in the log once per this many seconds.
+    pub log_interval_secs: u64,
+}
+
+impl Default for AgentAuthSection {
+    fn default() -> Self {
+        AgentAuthSection {
+            max_failures: 5,
+            source_max_failures: 20,
+            window_secs: 300,
+            lock_secs: 900,
+            max_lock_secs: 86_400,
+            log_interval_secs: 60,
+        }
+    }
+}
+
+impl AgentAuthSection {
+    /// The digest guessing limits of this section.
+    pub fn guess_limits(&self) -> crate::queue::digest::GuessLimits {
+        crate::queue::digest::GuessLimits {
+            max_failures: self.max_failures,
+            source_max_failures: self.source_max_failures,
+            window_secs: self.window_secs,
+            lock_secs: self.lock_secs,
+            max_lock_secs: self.max_lock_secs,
+            log_interval_secs: self.log_interval_secs,
         }
     }
 }
@@ -89,6 +316,13 @@ pub struct RtpSection {
     /// `LO-HI`, inclusive.
     pub ports: String,
     pub inactivity_timeout_secs: u64,
+    /// Networks (CIDR or bare IP) RTP may be sent to besides the IP the
+    /// INVITE came from (an SBC or media gateway in front of the phones).
+    /// Empty: only the signalling source.
+    pub trusted_media_networks: Vec<String>,
+    /// A call with neither ACK nor RTP from the caller after this long ends
+    /// (`no_ack`); the SIP layer's 64·T1 stays the outer bound.
+    pub no_ack_timeout_secs: u64,
 }
 
 impl Default for RtpSection {
@@ -96,6 +330,8 @@ impl Default for RtpSection {
         RtpSection {
             ports: "20000-29999".into(),
             inactivity_timeout_secs: 30,
+            trusted_media_networks: Vec::new(),
+            no_ack_timeout_secs: 8,
         }
     }
 }
@@ -272,6 +508,86 @@ impl Default for AdminSection {
     }
 }
 
+/// `[console]`: the operators' console on the admin listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSection {
+    /// Mark the session cookie `Secure` (set when a TLS proxy fronts the
+    /// admin listener).
+    pub secure_cookie: bool,
+    /// A session ends after this many minutes without a request.
+    pub session_idle_minutes: u64,
+    /// API tokens for `Authorization: Bearer` (`[[console.token]]`).
+    pub token: Vec<ConsoleTokenTable>,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        ConsoleSection {
+            secure_cookie: false,
+            session_idle_minutes: 480,
+            token: Vec::new(),
+        }
+    }
+}
+
+/// `[[console.token]]`: `sha256` is the hex SHA-256 of the token (made by
+/// `ivr12333 console new-token`); the token itself is never stored.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleTokenTable {
+    pub name: String,
+    pub sha256: String,
+    /// `supervisor` (default) or `agent` (then `agent` names which one).
+    #[serde(default = "default_console_role")]
+    pub role: String,
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+impl std::fmt::Debug for ConsoleTokenTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleTokenTable")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[[console_user]]`: a supervisor or an agent who signs in to the console
+/// with an argon2id `password_hash` (made by `ivr12333 console
+/// hash-password`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleUserTable {
+    pub name: String,
+    pub password_hash: String,
+    /// `supervisor` or `agent` (default).
+    #[serde(default = "default_agent_role")]
+    pub role: String,
+    /// For agents: the `[[agent]]` id this user may control.
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+impl std::fmt::Debug for ConsoleUserTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleUserTable")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("agent", &self.agent)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_console_role() -> String {
+    "supervisor".into()
+}
+
+fn default_agent_role() -> String {
+    "agent".into()
+}
+
 /// A configuration error that names where the bad value came from.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -347,6 +663,15 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.rtp.port_range().map_err(ConfigError::Invalid)?;
+        for c in &self.rtp.trusted_media_networks {
+            crate::sip::admission::Cidr::parse(c)
+                .map_err(|e| ConfigError::Invalid(format!("rtp.trusted_media_networks: {e}")))?;
+        }
+        if self.rtp.no_ack_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "rtp.no_ack_timeout_secs must be at least 1".into(),
+            ));
+        }
         if !(6..=8).contains(&self.flow.pin_min_len)
             || !(6..=8).contains(&self.flow.pin_max_len)
             || self.flow.pin_min_len > self.flow.pin_max_len
@@ -366,11 +691,45 @@ impl Config {
                 "sip.max_calls must be at least 1".into(),
             ));
         }
+        crate::sip::admission::parse_cidrs("sip.trusted_sources", &self.sip.trusted_sources)
+            .map_err(ConfigError::Invalid)?;
+        let a = &self.agent_auth;
+        if a.max_failures == 0 || a.source_max_failures == 0 || a.window_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "agent_auth: max_failures, source_max_failures and window_secs must be at least 1"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
 
 impl Config {
+    /// A start-up warning when the RTP port range cannot hold `max_calls`
+    /// calls: each call takes one even port, and a call bridged to an agent
+    /// takes a second one for the agent leg. Beyond the pool, new INVITEs
+    /// get 503 (the service still starts: a small range is a legitimate
+    /// way to run a small node, but it must not cap calls silently).
+    pub fn rtp_capacity_warning(&self) -> Option<String> {
+        let (lo, hi) = self.rtp.port_range().ok()?;
+        let ports = (lo..=hi).filter(|p| p % 2 == 0).count();
+        let per_call = if self.queue.is_empty() { 1 } else { 2 };
+        let needed = self.sip.max_calls.saturating_mul(per_call);
+        (ports < needed).then(|| {
+            let bridged = if per_call == 2 {
+                format!(" ({} if every call is bridged to an agent)", ports / 2)
+            } else {
+                String::new()
+            };
+            format!(
+                "rtp.ports {lo}-{hi} holds {ports} RTP ports but sip.max_calls = {} needs {needed}: \
+                 at most {ports} calls at once{bridged}, beyond that INVITEs get 503; \
+                 widen rtp.ports or lower sip.max_calls",
+                self.sip.max_calls,
+            )
+        })
+    }
+
     /// The agent queues built from `[[queue]]`/`[[agent]]`; `None` when no
     /// queue is configured. Errors name the queue or agent and the field
     /// (never a password).
@@ -540,6 +899,71 @@ mod tests {
                 .queue_set()
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn per_source_limits_and_agent_auth_load_and_validate() {
+        let c = Config::load(
+            None,
+            env(&[
+                (
+                    "IVR12333_SIP__TRUSTED_SOURCES",
+                    "[\"192.0.2.0/24\", \"2001:db8::1\"]",
+                ),
+                ("IVR12333_SIP__PER_SOURCE_MAX_UNACKED", "2"),
+                ("IVR12333_AGENT_AUTH__LOCK_SECS", "60"),
+            ]),
+        )
+        .unwrap();
+        let l = c.sip.per_source_limits();
+        assert_eq!(
+            (l.max_unacked, l.max_calls, l.calls_per_second),
+            (2, 200, 50)
+        );
+        assert_eq!(l.trusted_sources.len(), 2);
+        assert_eq!(c.agent_auth.guess_limits().lock_secs, 60);
+        let e = Config::load(
+            None,
+            env(&[("IVR12333_SIP__TRUSTED_SOURCES", "[\"10.0.0.0/99\"]")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sip.trusted_sources"), "{e}");
+        let e = Config::load(None, env(&[("IVR12333_AGENT_AUTH__MAX_FAILURES", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("agent_auth"), "{e}");
+    }
+
+    #[test]
+    fn warns_when_the_rtp_range_cannot_hold_max_calls() {
+        let mut c = Config::default();
+        assert_eq!(c.rtp_capacity_warning(), None); // 5000 even ports, 5000 calls
+        c.rtp.ports = "30000-30199".into();
+        let w = c.rtp_capacity_warning().unwrap();
+        assert!(
+            w.contains("holds 100 RTP ports") && w.contains("at most 100 calls"),
+            "{w}"
+        );
+        c.sip.max_calls = 100;
+        assert_eq!(c.rtp_capacity_warning(), None);
+        // With agent queues a bridged call takes two ports.
+        c.queue = Config::load(None, env(&[]))
+            .ok()
+            .map(|_| {
+                toml::from_str::<Config>(
+                    "[[agent]]\nid = \"a1\"\ncontact = \"sip:a1@127.0.0.1\"\n\
+                     [[queue]]\nname = \"agents\"\nagents = [\"a1\"]\n",
+                )
+                .unwrap()
+                .queue
+            })
+            .unwrap();
+        let w = c.rtp_capacity_warning().unwrap();
+        assert!(
+            w.contains("needs 200") && w.contains("50 if every call"),
+            "{w}"
         );
     }
 

@@ -3,7 +3,7 @@
 //! Everything that identifies a person (ID numbers, PINs) or says something
 //! about their money is wrapped in a type whose `Debug` and `Display` never
 //! print the value in clear, so that a stray `tracing::info!(?x)` or a panic
-//! message cannot leak it (DOMAIN.md, "Privacy and audit").
+//! message cannot leak it (docs/domain.md#privacy-and-audit).
 
 use std::fmt;
 

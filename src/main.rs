@@ -22,6 +22,10 @@ enum Command {
     Ledger(cli::ledger::Args),
     /// Check a dialplan file or draw it as a Graphviz graph.
     Dialplan(cli::dialplan::Args),
+    /// Check a prompt set: levels, clipping, silence, missing and unexpected ids.
+    Prompts(cli::prompts::Args),
+    /// Operators' console secrets: hash a password, make an API token.
+    Console(ivr12333::console::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,5 +35,7 @@ fn main() -> ExitCode {
         Command::Say(a) => cli::say::run(a),
         Command::Ledger(a) => cli::ledger::run(a),
         Command::Dialplan(a) => cli::dialplan::run(a),
+        Command::Prompts(a) => cli::prompts::run(a),
+        Command::Console(a) => ivr12333::console::cli::run(a),
     }
 }

@@ -1,5 +1,5 @@
 //! The Mandarin speller: amounts, dates, counts and digit strings → prompt ids
-//! (DOMAIN.md rules R1–R11). Pure, no I/O.
+//! (docs/domain.md#reading-numbers-aloud, rules R1–R11). Pure, no I/O.
 //!
 //! The output names prompts and so encodes the value spoken: never log it.
 //!

@@ -10,6 +10,7 @@ use ivr12333::domain::{
     StatusRecord, YearMonth,
 };
 use ivr12333::flow::dialplan::{builtin_prompts, parse_dialplan};
+use ivr12333::flow::interpreter::CUT_MARK;
 use ivr12333::flow::{
     FlowAction, FlowConfig, FlowEvent, Interpreter, LedgerUnavailable, PlayItem, Speller,
 };
@@ -142,8 +143,40 @@ impl Call {
         Call::with(config(), wall)
     }
 
+    /// A call on another dial plan (e.g. with ID read-back) and the
+    /// calling number known.
+    fn on_plan(plan: Arc<ivr12333::flow::Dialplan>, wall: i64, caller: Option<&str>) -> Call {
+        let now = Instant::now();
+        let mut it = Interpreter::new(plan, Arc::new(config()), now, wall);
+        if let Some(n) = caller {
+            it.set_caller_number(n);
+        }
+        it.start(now);
+        let mut c = Call {
+            it,
+            now,
+            heard: Vec::new(),
+            actions: Vec::new(),
+            playing: None,
+        };
+        c.drain();
+        c
+    }
+
+    /// Whether the prompt playing now can be stopped by a key.
+    fn playing_barge_in(&self) -> Option<bool> {
+        self.actions.iter().rev().find_map(|a| match a {
+            FlowAction::Play { barge_in, .. } => Some(*barge_in),
+            _ => None,
+        })
+    }
+
     fn drain(&mut self) {
+        // The database takes every audit row at once: a readout's audit is
+        // acknowledged as durable (tests/records_gate.rs covers the rest).
+        let mut audited = false;
         while let Some(a) = self.it.poll_action() {
+            audited |= matches!(a, FlowAction::Audit { .. });
             match &a {
                 FlowAction::Play { token, items, .. } => {
                     self.playing = Some(*token);
@@ -157,6 +190,10 @@ impl Call {
                 _ => {}
             }
             self.actions.push(a);
+        }
+        if audited {
+            self.it.handle_audit(self.now, Ok(()));
+            self.drain();
         }
     }
 
@@ -302,7 +339,10 @@ fn pension_query_whole_call_then_two_silences_goodbye() {
     assert_eq!(c.heard(), s(&["after_menu"]));
     c.done();
     c.silence();
-    assert_eq!(c.heard(), s(&["no_input", "after_menu"]));
+    // the reason is heard in full, then the question again
+    assert_eq!(c.heard(), s(&["no_input"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["after_menu"]));
     c.done();
     c.silence();
     assert_eq!(c.heard(), s(&["no_input"]));
@@ -434,7 +474,10 @@ fn wrong_id_check_digit_is_caught_before_the_ledger() {
     c.done();
     c.heard();
     c.press("110105194912310021"); // check character should be X
-    assert_eq!(c.heard(), s(&["id_invalid", "enter_id"]));
+    // the reason is heard in full, then the question again
+    assert_eq!(c.heard(), s(&["id_invalid"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["enter_id"]));
     assert!(
         !c.actions
             .iter()
@@ -455,7 +498,10 @@ fn star_means_x_only_as_the_18th_character() {
     c.heard();
     // `*` in the 5th place is invalid at once.
     c.press("1101*");
-    assert_eq!(c.heard(), s(&["id_invalid", "enter_id"]));
+    // the reason is heard in full, then the question again
+    assert_eq!(c.heard(), s(&["id_invalid"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["enter_id"]));
     c.done();
     // 17 digits then `*` = X completes the 18 characters.
     c.press("11010519491231002*");
@@ -477,13 +523,19 @@ fn id_ended_early_by_hash_or_inter_digit_timeout_is_invalid() {
     c.done();
     c.heard();
     c.press("3101041985#");
-    assert_eq!(c.heard(), s(&["id_invalid", "enter_id"]));
+    // the reason is heard in full, then the question again
+    assert_eq!(c.heard(), s(&["id_invalid"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["enter_id"]));
     c.done();
     c.press("31010419");
     // The inter-digit timeout (4 s) ends the entry.
     assert_eq!(c.it.poll_timeout(), Some(c.now + Duration::from_secs(4)));
     c.silence();
-    assert_eq!(c.heard(), s(&["id_invalid", "enter_id"]));
+    // the reason is heard in full, then the question again
+    assert_eq!(c.heard(), s(&["id_invalid"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["enter_id"]));
     c.done();
     // Third failure: goodbye out of hours.
     c.press("1#");
@@ -588,10 +640,16 @@ fn silence_everywhere_replays_then_goodbye() {
     c.heard();
     c.done();
     c.silence();
-    assert_eq!(c.heard(), s(&["no_input", "main_menu"]));
+    // the reason is heard in full, then the question again
+    assert_eq!(c.heard(), s(&["no_input"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["main_menu"]));
     c.done();
     c.silence();
-    assert_eq!(c.heard(), s(&["no_input", "main_menu"]));
+    // the reason is heard in full, then the question again
+    assert_eq!(c.heard(), s(&["no_input"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["main_menu"]));
     c.done();
     c.silence();
     assert_eq!(c.heard(), s(&["no_input"]));
@@ -609,7 +667,10 @@ fn invalid_menu_key_says_input_error_and_replays() {
     c.done();
     c.heard();
     c.press("7");
-    assert_eq!(c.heard(), s(&["input_error", "main_menu"]));
+    // the reason is heard in full, then the question again
+    assert_eq!(c.heard(), s(&["input_error"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["main_menu"]));
     c.done();
     c.press("1");
     assert_eq!(c.heard(), s(&["enter_id"]));
@@ -833,7 +894,10 @@ fn pin_length_is_configurable() {
     c.heard();
     // 5 digits is too short.
     c.press("12345#");
-    assert_eq!(c.heard(), s(&["input_error", "enter_pin"]));
+    // the reason is heard in full, then the question again
+    assert_eq!(c.heard(), s(&["input_error"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["enter_pin"]));
     c.done();
     c.press("1234567#");
     match c.last_action() {
@@ -906,7 +970,10 @@ fn three_silences(c: &mut Call, prompt: &str) {
     c.heard();
     for _ in 0..2 {
         c.silence();
-        assert_eq!(c.heard(), s(&["no_input", prompt]));
+        // the reason is heard in full, then the question again
+        assert_eq!(c.heard(), s(&["no_input"]));
+        c.done();
+        assert_eq!(c.heard(), s(&[prompt]));
         c.done();
     }
     c.silence();
@@ -937,4 +1004,392 @@ fn silence_at_id_pin_and_insurance_menu_ends_in_goodbye() {
 
     let mut c = Call::to_insurance_menu(OFF_HOURS);
     three_silences(&mut c, "insurance_menu");
+}
+
+// ---------------------------------------------------------------------------
+// Prompts that type-ahead cannot skip (issue 12).
+
+/// Wrong PIN with "1" typed while the ledger answers: the caller hears the
+/// wrong-PIN prompt in full (the "1" neither skips it nor answers the ID
+/// prompt after it), then the ID prompt.
+#[test]
+fn wrong_pin_then_typed_ahead_key_hears_the_reason_then_the_id_prompt() {
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    to_auth(&mut c);
+    c.heard();
+    c.press("1"); // typed ahead while the ledger checks
+    c.event(FlowEvent::Auth(Ok(AuthOutcome::Rejected)));
+    assert_eq!(c.heard(), s(&["auth_failed"]));
+    assert_eq!(c.playing_barge_in(), Some(false));
+    // keys during it are discarded, not buffered
+    c.press("12");
+    assert!(!c.actions.contains(&FlowAction::StopPlayback));
+    c.done();
+    assert_eq!(c.heard(), s(&["enter_id"]));
+    c.done();
+    // the ID prompt waits for a fresh entry: no digit was carried over
+    c.press(ID);
+    assert_eq!(c.heard(), s(&["enter_pin"]));
+    let r = c.it.record();
+    assert!(r.prompts.contains(&"auth_failed".to_owned()));
+    assert!(
+        !r.prompts.iter().any(|p| p.ends_with(CUT_MARK)),
+        "{:?}",
+        r.prompts
+    );
+}
+
+#[test]
+fn locked_and_busy_are_heard_in_full_despite_type_ahead() {
+    for (outcome, prompt) in [
+        (FlowEvent::Auth(Ok(AuthOutcome::Locked)), "account_locked"),
+        (FlowEvent::Auth(Err(LedgerUnavailable)), "system_busy"),
+    ] {
+        let mut c = Call::new(OFF_HOURS);
+        c.done();
+        c.done();
+        c.press("1");
+        to_auth(&mut c);
+        c.heard();
+        c.press("1");
+        c.event(outcome);
+        assert_eq!(c.heard(), s(&[prompt]), "{prompt}");
+        c.press("0");
+        c.done();
+        // Off hours the failure path says goodbye: not skipped either.
+        assert_eq!(c.heard(), s(&["goodbye"]), "{prompt}");
+        c.done();
+        assert!(c.it.is_finished());
+        let r = c.it.record();
+        assert_eq!(r.prompts.iter().filter(|p| *p == prompt).count(), 1);
+        assert_eq!(
+            r.menu_keys, "1",
+            "the typed-ahead keys never reached a menu"
+        );
+    }
+}
+
+/// An invalid ID: "身份证号码有误" is heard in full, keys pressed during it
+/// are dropped, then the ID prompt is asked again (and takes barge-in).
+#[test]
+fn id_invalid_is_heard_in_full_then_the_prompt_again() {
+    let mut c = Call::new(OFF_HOURS);
+    c.done();
+    c.done();
+    c.press("1");
+    c.done();
+    c.heard();
+    c.press("110105194912310021"); // wrong check digit
+    assert_eq!(c.heard(), s(&["id_invalid"]));
+    assert_eq!(c.playing_barge_in(), Some(false));
+    c.press("3"); // dropped
+    c.done();
+    assert_eq!(c.heard(), s(&["enter_id"]));
+    assert_eq!(c.playing_barge_in(), Some(true));
+    c.press(ID);
+    assert_eq!(c.heard(), s(&["enter_pin"]));
+}
+
+/// With the library's durations the record lists what was really heard:
+/// a prompt stopped by a key is marked cut, prompts after it are left out.
+#[test]
+fn record_marks_cut_prompts_and_leaves_out_unplayed_ones() {
+    let mut cfg = config();
+    let ms: std::collections::HashMap<String, u32> = [
+        ("welcome", 2000u32),
+        ("notice_24h", 3000),
+        ("main_menu", 5000),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    cfg.prompt_ms = Some(Arc::new(ms));
+    let mut c = Call::with(cfg, OFF_HOURS);
+    // 2.5 s in: welcome heard, notice_24h cut by the key.
+    c.advance(2250);
+    c.press("0");
+    c.done(); // off_hours
+    c.heard();
+    let r = c.it.record();
+    assert_eq!(
+        r.prompts[..3],
+        s(&["welcome", &format!("notice_24h{CUT_MARK}"), "off_hours"])[..]
+    );
+    // main_menu after it, barged into at once: cut at its start
+    c.press("1");
+    assert_eq!(
+        c.it.record().prompts.last().cloned(),
+        Some(format!("main_menu{CUT_MARK}"))
+    );
+    // a hangup mid-prompt cuts too
+    c.it.handle_event(c.now, FlowEvent::Hangup);
+    assert_eq!(
+        c.it.record().prompts.last().cloned(),
+        Some(format!("enter_id{CUT_MARK}"))
+    );
+}
+
+// ---------------------------------------------------------------------------
+// ID read-back (issue 12).
+
+fn plan_with_read_back(groups: Option<&str>) -> Arc<ivr12333::flow::Dialplan> {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dialplans/12333.toml"))
+        .unwrap();
+    let mut src = src.replacen("# read_back = true", "read_back = true", 1);
+    if let Some(g) = groups {
+        src = src.replacen(
+            "# read_back_groups = [6, 4, 4, 4]",
+            &format!("read_back_groups = {g}"),
+            1,
+        );
+    }
+    assert!(src.contains("\nread_back = true"));
+    Arc::new(parse_dialplan("12333.toml", &src, &builtin_prompts()).unwrap())
+}
+
+/// R11: digit by digit, 1 as 幺, X as 艾克斯, groups with short pauses.
+fn readback(id: &str, groups: &[usize]) -> Vec<String> {
+    let mut v = vec!["id_readback".to_owned()];
+    let mut at = 0;
+    for g in groups {
+        for ch in id[at..at + g].chars() {
+            v.push(match ch {
+                '1' => "n_yao".to_owned(),
+                'X' => "l_x".to_owned(),
+                d => format!("n_{d}"),
+            });
+        }
+        at += g;
+    }
+    v.push("id_confirm".to_owned());
+    v
+}
+
+#[test]
+fn id_is_read_back_in_groups_and_confirmed_with_1() {
+    let mut c = Call::on_plan(plan_with_read_back(None), OFF_HOURS, None);
+    c.done();
+    c.done();
+    c.press("1");
+    c.done();
+    c.heard();
+    c.press("11010519491231002*"); // X as *
+    // the read-back is heard in full (keys typed now are dropped) ...
+    assert_eq!(c.playing_barge_in(), Some(false));
+    c.press("8");
+    let pauses: Vec<u32> = c
+        .actions
+        .iter()
+        .rev()
+        .find_map(|a| match a {
+            FlowAction::Play { items, .. } => Some(items.clone()),
+            _ => None,
+        })
+        .unwrap()
+        .iter()
+        .filter_map(|i| match i {
+            PlayItem::Pause(ms) => Some(*ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pauses.len(), 3, "6-4-4-4: three pauses");
+    c.done();
+    // ... then the confirmation, which takes a key at once
+    assert_eq!(c.heard(), readback("11010519491231002X", &[6, 4, 4, 4]));
+    assert_eq!(c.playing_barge_in(), Some(true));
+    c.press("1");
+    assert_eq!(c.heard(), s(&["enter_pin"]));
+    c.done();
+    c.press(PIN);
+    match c.last_action() {
+        Some(FlowAction::Authenticate { id, .. }) => assert_eq!(id.expose(), "11010519491231002X"),
+        other => panic!("expected Authenticate, got {other:?}"),
+    }
+    // the PIN is never read back; the record holds a placeholder, no digit
+    c.event(verified());
+    assert_eq!(c.heard(), s(&["insurance_menu"]));
+    let r = c.it.record();
+    assert!(r.prompts.contains(&"<id>".to_owned()));
+    assert!(
+        !r.prompts.iter().any(|p| p.starts_with("n_")),
+        "{:?}",
+        r.prompts
+    );
+    assert_eq!(r.menu_keys, "11");
+}
+
+#[test]
+fn read_back_2_re_enters_and_groups_are_configurable() {
+    let mut c = Call::on_plan(plan_with_read_back(Some("[6, 8, 4]")), OFF_HOURS, None);
+    c.done();
+    c.done();
+    c.press("1");
+    c.done();
+    c.heard();
+    c.press(ID);
+    c.done();
+    let heard = c.heard();
+    assert_eq!(heard, readback(ID, &[6, 8, 4]));
+    c.press("2"); // re-enter
+    assert_eq!(c.heard(), s(&["enter_id"]));
+    c.done();
+    c.press(ID);
+    c.done(); // the read-back
+    c.done(); // the question
+    c.heard();
+    // silence at the confirmation: 您没有输入, then the question again
+    c.silence();
+    assert_eq!(c.heard(), s(&["no_input"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["id_confirm"]));
+    c.done();
+    c.press("7");
+    assert_eq!(c.heard(), s(&["input_error"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["id_confirm"]));
+    c.press("1");
+    assert_eq!(c.heard(), s(&["enter_pin"]));
+}
+
+#[test]
+fn read_back_is_refused_on_a_pin_and_groups_must_cover_the_id() {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dialplans/12333.toml"))
+        .unwrap();
+    let pin = src.replacen(
+        "validate = \"pin\"",
+        "validate = \"pin\"\nread_back = true",
+        1,
+    );
+    let e = parse_dialplan("x.toml", &pin, &builtin_prompts()).unwrap_err();
+    assert!(e.message.contains("never read back"), "{e}");
+    let bad = src
+        .replacen("# read_back = true", "read_back = true", 1)
+        .replacen(
+            "# read_back_groups = [6, 4, 4, 4]",
+            "read_back_groups = [6, 4, 4]",
+            1,
+        );
+    let e = parse_dialplan("x.toml", &bad, &builtin_prompts()).unwrap_err();
+    assert!(e.message.contains("add up to 14"), "{e}");
+}
+
+// ---------------------------------------------------------------------------
+// Callback instead of a long wait (issue 12).
+
+fn to_queue(c: &mut Call) {
+    c.done();
+    c.done();
+    c.press("0");
+    c.done(); // transfer_agent
+    assert!(c.it.is_transferred());
+    c.heard();
+}
+
+#[test]
+fn callback_to_the_calling_number_is_read_back_and_booked() {
+    let mut c = Call::on_plan(plan(), IN_HOURS, Some("+8613800138000"));
+    to_queue(&mut c);
+    assert!(c.it.can_offer_callback());
+    c.event(FlowEvent::CallbackOffered);
+    assert_eq!(c.heard(), s(&["callback_offer"]));
+    c.done();
+    c.press("1");
+    // the number is heard in full, then the question
+    assert_eq!(c.playing_barge_in(), Some(false));
+    c.done();
+    let mut want = s(&["callback_number"]);
+    for ch in "8613800138000".chars() {
+        want.push(if ch == '1' {
+            "n_yao".into()
+        } else {
+            format!("n_{ch}")
+        });
+    }
+    want.push("callback_confirm".into());
+    assert_eq!(c.heard(), want);
+    c.press("1");
+    assert!(c.actions.contains(&FlowAction::Callback {
+        queue: "agents".into(),
+        number: "8613800138000".into()
+    }));
+    assert_eq!(c.heard(), s(&["callback_done"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["goodbye"]));
+    c.done();
+    assert_eq!(c.last_action(), Some(&FlowAction::Hangup));
+    let r = c.it.record();
+    assert_eq!(r.end_reason, "callback");
+    assert!(r.prompts.contains(&"<number>".to_owned()));
+    assert!(!r.prompts.iter().any(|p| p.starts_with("n_")));
+    // the Debug form never shows the number
+    let shown = format!("{:?}", c.actions);
+    assert!(!shown.contains("13800138000"), "{shown}");
+}
+
+#[test]
+fn callback_to_a_keyed_number_and_continue_waiting() {
+    // No usable calling number (anonymous): the caller keys one in.
+    let mut c = Call::on_plan(plan(), IN_HOURS, Some("anonymous"));
+    to_queue(&mut c);
+    c.event(FlowEvent::CallbackOffered);
+    c.done();
+    c.press("1");
+    assert_eq!(c.heard(), s(&["callback_offer", "callback_enter"]));
+    c.done();
+    c.press("123"); // too short
+    c.press("#");
+    assert_eq!(c.heard(), s(&["input_error"]));
+    c.done();
+    assert_eq!(c.heard(), s(&["callback_enter"]));
+    c.press("02088886666#");
+    c.done();
+    let heard = c.heard();
+    assert_eq!(heard.first().map(String::as_str), Some("callback_number"));
+    assert_eq!(heard.last().map(String::as_str), Some("callback_confirm"));
+    c.press("2"); // another number
+    assert_eq!(c.heard(), s(&["callback_enter"]));
+    c.press("13900001111#");
+    c.done();
+    c.heard();
+    c.press("1");
+    assert!(c.actions.contains(&FlowAction::Callback {
+        queue: "agents".into(),
+        number: "13900001111".into()
+    }));
+
+    // "2" at the offer: back into the queue.
+    let mut c = Call::on_plan(plan(), IN_HOURS, Some("13800138000"));
+    to_queue(&mut c);
+    let transfers = |c: &Call| {
+        c.actions
+            .iter()
+            .filter(|a| matches!(a, FlowAction::Transfer { .. }))
+            .count()
+    };
+    assert_eq!(transfers(&c), 1);
+    c.event(FlowEvent::CallbackOffered);
+    c.done();
+    c.press("2");
+    assert_eq!(transfers(&c), 2);
+    assert!(c.it.is_transferred());
+    assert_eq!(c.it.record().end_reason, "transfer");
+}
+
+#[test]
+fn callback_offer_is_ignored_unless_waiting_in_a_queue_that_has_one() {
+    let mut c = Call::on_plan(plan(), IN_HOURS, Some("13800138000"));
+    assert!(!c.it.can_offer_callback());
+    c.event(FlowEvent::CallbackOffered);
+    assert_eq!(c.heard(), s(&["welcome", "notice_24h"]));
+    // a plan whose transfer has no callback target
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dialplans/12333.toml"))
+        .unwrap()
+        .replace("callback = \"callback_offer\"", "");
+    let src = src.replace("\"1\" = \"callback\", ", "\"1\" = \"transfer\", ");
+    let bare = Arc::new(parse_dialplan("x.toml", &src, &builtin_prompts()));
+    // without the target the offer states are unreachable: a load error
+    assert!(bare.is_err());
 }

@@ -263,9 +263,125 @@ async fn multi_batch_import(db: TestDb) {
     l.close().await;
 }
 
+async fn negative_balances_need_allow_negative(db: TestDb) {
+    let l = db.open().await;
+    let a = valid_id("11010119800101006");
+    let b = valid_id("11010119800101007");
+    let c = valid_id("11010119800101008");
+    // Without the column: a negative balance is a bad row, named by line.
+    let body = format!(
+        "{HEADER}\n\
+         {a},负一,135790,-5.00,1,2026-09,1.00,2026-10,,,,,,\n\
+         {b},负二,135790,1.00,1,2026-09,-0.01,2026-10,,,,,,\n"
+    );
+    let path = write(&db, "neg.csv", &body);
+    let r = l
+        .import_csv(&path, &ImportOptions::default())
+        .await
+        .unwrap();
+    assert!(!r.committed);
+    let got: Vec<(u64, &str)> = r
+        .rejected
+        .iter()
+        .map(|x| (x.line, x.reason.as_str()))
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0, 2);
+    assert!(
+        got[0].1.contains("negative amount in pension_balance"),
+        "{got:?}"
+    );
+    assert_eq!(got[1].0, 3);
+    assert!(
+        got[1].1.contains("negative amount in medical_balance"),
+        "{got:?}"
+    );
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM account").await, 0);
+
+    // With allow_negative=true on the row, it goes in; a bad value is a bad row.
+    let body = format!(
+        "{HEADER},allow_negative\n\
+         {a},负一,135790,-5.00,1,2026-09,1.00,2026-10,,,,,,,true\n\
+         {b},正,135790,1.00,1,2026-09,1.00,2026-10,,,,,,,\n\
+         {c},负三,135790,-1.00,1,2026-09,1.00,2026-10,,,,,,,maybe\n"
+    );
+    let path = write(&db, "neg2.csv", &body);
+    let opts = ImportOptions {
+        skip_bad: true,
+        ..ImportOptions::default()
+    };
+    let r = l.import_csv(&path, &opts).await.unwrap();
+    assert!(r.committed);
+    assert_eq!(r.valid, 2);
+    assert_eq!(r.rejected.len(), 1);
+    assert_eq!(r.rejected[0].line, 4);
+    assert!(r.rejected[0].reason.contains("allow_negative"));
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT pension_balance_fen FROM account WHERE id_number = '{a}'"
+        ))
+        .await,
+        -500
+    );
+    l.close().await;
+}
+
+async fn long_fields_and_lines_are_refused_with_their_line(db: TestDb) {
+    let l = db.open().await;
+    let a = valid_id("11010119800101009");
+    let b = valid_id("11010119800101010");
+    // A 300-byte name: a bad row on line 3.
+    let body = format!(
+        "{HEADER}\n\
+         {a},好,135790,1.00,1,2026-09,1.00,2026-10,,,,,,\n\
+         {b},{},135790,1.00,1,2026-09,1.00,2026-10,,,,,,\n",
+        "名".repeat(100)
+    );
+    let path = write(&db, "longfield.csv", &body);
+    let r = l
+        .import_csv(&path, &ImportOptions::default())
+        .await
+        .unwrap();
+    assert!(!r.committed);
+    assert_eq!(r.rejected.len(), 1);
+    assert_eq!(r.rejected[0].line, 3);
+    assert!(
+        r.rejected[0]
+            .reason
+            .contains("field name longer than 256 bytes"),
+        "{:?}",
+        r.rejected[0].reason
+    );
+
+    // A 10 MB line (a 3.5-million-character name) on line 3: the whole
+    // import stops with the file and line named, nothing written.
+    let mut body = format!("{HEADER}\n{a},好,135790,1.00,1,2026-09,1.00,2026-10,,,,,,\n{b},");
+    body.push_str(&"名".repeat(3_500_000));
+    body.push_str(",135790,1.00,1,2026-09,1.00,2026-10,,,,,,\n");
+    assert!(body.len() > 10_000_000);
+    let path = write(&db, "longline.csv", &body);
+    for skip_bad in [false, true] {
+        let opts = ImportOptions {
+            skip_bad,
+            ..ImportOptions::default()
+        };
+        match l.import_csv(&path, &opts).await {
+            Err(LedgerError::Invalid(m)) => {
+                assert!(m.contains("longline.csv"), "{m}");
+                assert!(m.contains("line 3: record longer than 4096 bytes"), "{m}");
+            }
+            other => panic!("expected Invalid, got {:?}", other.map(|r| r.rows)),
+        }
+    }
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM person").await, 0);
+    l.close().await;
+}
+
 both!(
     imports_good_file_idempotently,
     bad_rows_are_reported_and_nothing_is_written,
     missing_column_fails_the_whole_file,
     multi_batch_import,
+    negative_balances_need_allow_negative,
+    long_fields_and_lines_are_refused_with_their_line,
 );

@@ -1,4 +1,4 @@
-//! Privacy (DOMAIN.md, "Privacy and audit"): with tracing captured at TRACE
+//! Privacy (docs/domain.md#privacy-and-audit): with tracing captured at TRACE
 //! level (ours and sqlx's), authentication, lockout, import and outage paths
 //! write no PIN and no clear ID to logs, error messages or `Debug` output.
 

@@ -479,3 +479,153 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+// ---- jitter: the start packet after the end packets (issue 12) ----------
+
+/// One press of `event` at RTP timestamp `ts` as a sender emits it from
+/// `at` ms: start, updates every 50 ms, three end packets. Returns
+/// `(arrival ms, packet)` with the start packet delayed by `start_late` ms
+/// and the end packets dropped when `lose_end`.
+fn jittery_press(
+    event: u8,
+    seq0: u16,
+    ts: u32,
+    at: u64,
+    start_late: u64,
+    lose_end: bool,
+) -> Vec<(u64, Vec<u8>)> {
+    let mut v = vec![(
+        at + start_late,
+        event_packet(101, seq0, ts, true, ev(event, false, 0)),
+    )];
+    for k in 1..=3u16 {
+        v.push((
+            at + 50 * u64::from(k),
+            event_packet(101, seq0 + k, ts, false, ev(event, false, k * 400)),
+        ));
+    }
+    if !lose_end {
+        for r in 0..3 {
+            v.push((
+                at + 200 + r,
+                event_packet(101, seq0 + 4, ts, false, ev(event, true, 1600)),
+            ));
+        }
+    }
+    v
+}
+
+/// Feeds the packets in arrival order (and INFO digits at their times).
+fn feed(s: &mut MediaSession, t0: Instant, mut pkts: Vec<(u64, Vec<u8>)>, info: &[(u64, char)]) {
+    pkts.sort_by_key(|(at, _)| *at);
+    let mut info = info.to_vec();
+    info.sort_by_key(|(at, _)| *at);
+    let mut i = info.iter().peekable();
+    for (at, p) in pkts {
+        while let Some((ia, d)) = i.next_if(|(ia, _)| *ia <= at) {
+            s.handle_info_digit(t0 + Duration::from_millis(*ia), *d);
+        }
+        s.handle_rtp(t0 + Duration::from_millis(at), peer(), &p);
+    }
+    for (ia, d) in i {
+        s.handle_info_digit(t0 + Duration::from_millis(*ia), *d);
+    }
+}
+
+/// "110" keyed 600 ms apart, each press's start packet `late` ms late (after
+/// its own end packets from 300 ms on), with and without end packets, with
+/// and without an INFO copy of every key: always three digits.
+#[test]
+fn late_start_packets_count_each_key_once() {
+    for late in [100u64, 300, 1000] {
+        for lose_end in [false, true] {
+            for with_info in [false, true] {
+                let t0 = Instant::now();
+                let mut s = session(t0, Some(101));
+                let mut pkts = Vec::new();
+                let mut info = Vec::new();
+                for (k, (key, ts)) in [(1u8, 8000u32), (1, 12800), (0, 17600)].iter().enumerate() {
+                    let at = 600 * k as u64;
+                    pkts.extend(jittery_press(*key, 10 * k as u16, *ts, at, late, lose_end));
+                    if with_info {
+                        // the INFO copy leaves the gateway with the key-down
+                        info.push((at + 10, char::from(b'0' + key)));
+                    }
+                }
+                feed(&mut s, t0, pkts, &info);
+                assert_eq!(
+                    digit_string(&mut s),
+                    "110",
+                    "start {late} ms late, end lost: {lose_end}, INFO: {with_info}"
+                );
+            }
+        }
+    }
+}
+
+/// An ID number keyed at 250 ms per key with every start packet 300 ms
+/// late: the issue's jittery line, where each key used to count twice.
+#[test]
+fn id_number_on_a_jittery_line_is_read_once() {
+    let want = "110105194912310021";
+    let t0 = Instant::now();
+    let mut s = session(t0, Some(101));
+    let mut pkts = Vec::new();
+    for (k, key) in want.chars().enumerate() {
+        let at = 250 * k as u64;
+        let ts = 8000 + 2000 * k as u32;
+        let event = key.to_digit(10).unwrap() as u8;
+        pkts.extend(jittery_press(event, 10 * k as u16, ts, at, 300, false));
+    }
+    feed(&mut s, t0, pkts, &[]);
+    assert_eq!(digit_string(&mut s), want);
+}
+
+/// In-band tones (no telephone-event negotiated) with an INFO copy of the
+/// key arriving at the same time, before and after the tone is detected:
+/// one digit each.
+#[test]
+fn inband_and_info_for_one_press_is_one_digit() {
+    use ivr12333::media::inband::key_frequencies;
+    for info_at in [0u64, 40, 200] {
+        let t0 = Instant::now();
+        let mut s = session(t0, None);
+        // 100 ms of '5' at −10 dBFS, then silence
+        let (f1, f2) = key_frequencies('5').unwrap();
+        let pcm: Vec<i16> = (0..8 * 400)
+            .map(|n| {
+                if n < 800 {
+                    let t = n as f32 / 8000.0;
+                    let v = 0.3 * (2.0 * std::f32::consts::PI * f1 * t).sin()
+                        + 0.3 * (2.0 * std::f32::consts::PI * f2 * t).sin();
+                    (v * 32767.0) as i16
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let mut info_sent = false;
+        for (k, chunk) in pcm.chunks(160).enumerate() {
+            let at = 20 * k as u64;
+            if !info_sent && at >= info_at {
+                s.handle_info_digit(t0 + Duration::from_millis(at), '5');
+                info_sent = true;
+            }
+            let mut payload = [0u8; 160];
+            Codec::Pcmu.encode_into(chunk, &mut payload);
+            let mut buf = [0u8; 200];
+            let h = RtpOut {
+                payload_type: 0,
+                marker: k == 0,
+                sequence: k as u16,
+                timestamp: (k * 160) as u32,
+                ssrc: 9,
+            };
+            let n = rtp::write(h, &payload, &mut buf).unwrap();
+            s.handle_rtp(t0 + Duration::from_millis(at), peer(), &buf[..n]);
+        }
+        let got = digits(&mut s);
+        assert_eq!(got.len(), 1, "INFO at {info_at} ms: {got:?}");
+        assert_eq!(got[0].0, '5');
+    }
+}

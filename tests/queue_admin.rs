@@ -148,7 +148,7 @@ async fn admin_login_rings_a_waiting_caller() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["state"], "ringing");
     assert_eq!(v["caller"], 9);
-    let action = f.shared.queue_set().lock().unwrap().poll_action();
+    let action = f.shared.queue_set().lock().unwrap().poll_event();
     assert!(matches!(
         action,
         Some(QueueAction::RingAgent {

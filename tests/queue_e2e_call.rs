@@ -8,15 +8,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ivr12333::call::{Call, CallOutput, CallParams, CallSignal};
+use ivr12333::call::{Call, CallEvent, CallParams, CallSignal};
 use ivr12333::domain::CallRecord;
 use ivr12333::flow::calendar::Calendar;
 use ivr12333::flow::interpreter::FlowConfig;
+use ivr12333::media::bridge::Side;
 use ivr12333::media::g711::Codec;
 use ivr12333::media::prompts::PromptLibrary;
 use ivr12333::media::rtp::{self, RtpOut};
 use ivr12333::media::sdp::{LocalMedia, SdpSession};
-use ivr12333::runtime::bridge::Side;
 
 const PEER: &str = "127.0.0.1:40000";
 const AGENT: &str = "127.0.0.1:42000";
@@ -24,7 +24,7 @@ const AGENT: &str = "127.0.0.1:42000";
 struct Harness {
     call: Call,
     now: Instant,
-    outputs: Vec<CallOutput>,
+    outputs: Vec<CallEvent>,
     prompts: Arc<PromptLibrary>,
     /// Payloads of the packets sent to the caller.
     sent: Vec<Vec<u8>>,
@@ -70,6 +70,8 @@ impl Harness {
             seeds: [1, 2, 3, 4],
             now,
             wall_ms: 1_795_737_600_000,
+            net: Default::default(),
+            agents: Default::default(),
         })
         .unwrap();
         let mut h = Harness {
@@ -86,12 +88,12 @@ impl Harness {
 
     fn drain(&mut self) {
         let mut buf = [0u8; 1500];
-        while let Some((n, _)) = self.call.poll_transmit(self.now, &mut buf) {
-            if let Some(p) = rtp::parse(&buf[..n]) {
+        while let Some(t) = self.call.poll_transmit(self.now, &mut buf) {
+            if let Some(p) = rtp::parse(&buf[..t.len]) {
                 self.sent.push(p.payload.to_vec());
             }
         }
-        while let Some(o) = self.call.poll_output() {
+        while let Some(o) = self.call.poll_event() {
             self.outputs.push(o);
         }
     }
@@ -117,7 +119,7 @@ impl Harness {
     fn has_transfer(&self) -> bool {
         self.outputs
             .iter()
-            .any(|o| matches!(o, CallOutput::Transfer { .. }))
+            .any(|o| matches!(o, CallEvent::JoinQueue { .. }))
     }
 
     /// Welcome, 0, "transferring you", then the Transfer output.
@@ -145,7 +147,7 @@ impl Harness {
         self.outputs
             .iter()
             .find_map(|o| match o {
-                CallOutput::Finished(r) => Some((**r).clone()),
+                CallEvent::WriteCdr(r) => Some((**r).clone()),
                 _ => None,
             })
             .expect("a CDR")
@@ -185,11 +187,7 @@ fn hold_audio_loops_then_announcement_then_star_returns_to_menu() {
     // `*` leaves the queue and the main menu plays.
     let before_star = h.sent.len();
     h.key('*');
-    assert!(
-        h.outputs
-            .iter()
-            .any(|o| matches!(o, CallOutput::LeaveQueue))
-    );
+    assert!(h.outputs.iter().any(|o| matches!(o, CallEvent::LeaveQueue)));
     assert!(!h.call.is_queued());
     h.sent.drain(..before_star);
     let menu = frames_of(&h, "main_menu");
@@ -227,7 +225,7 @@ fn max_wait_says_agents_busy_then_goodbye() {
     h.call.queue_max_wait(h.now, false);
     h.drain();
     assert!(h.run_until(30_000, |h| h.call.is_done()), "no hang-up");
-    assert!(h.outputs.iter().any(|o| matches!(o, CallOutput::Hangup)));
+    assert!(h.outputs.iter().any(|o| matches!(o, CallEvent::Hangup)));
     let rec = h.record();
     let t = rec.states.iter().rposition(|s| s == "transfer").unwrap();
     assert_eq!(rec.states[t + 1..], ["agents_busy", "goodbye"]);
@@ -290,14 +288,10 @@ fn connected_agent_gets_the_callers_audio_transcoded() {
     assert!(p.payload.iter().all(|&b| b == 0xD5));
     // `*` during the conversation does not leave anything.
     h.key('*');
-    assert!(
-        !h.outputs
-            .iter()
-            .any(|o| matches!(o, CallOutput::LeaveQueue))
-    );
+    assert!(!h.outputs.iter().any(|o| matches!(o, CallEvent::LeaveQueue)));
     // The agent hangs up: the caller is hung up too.
     h.call.agent_hung_up(h.now);
     h.drain();
     assert!(h.call.is_done());
-    assert!(h.outputs.iter().any(|o| matches!(o, CallOutput::Hangup)));
+    assert!(h.outputs.iter().any(|o| matches!(o, CallEvent::Hangup)));
 }

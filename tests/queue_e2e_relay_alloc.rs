@@ -7,9 +7,9 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use ivr12333::media::bridge::{Bridge, LegMedia, Side};
 use ivr12333::media::g711::Codec;
 use ivr12333::media::rtp::{self, RtpOut, TelephoneEvent, encode_event};
-use ivr12333::runtime::bridge::{Bridge, LegMedia, Side};
 
 struct Counting;
 

@@ -40,7 +40,7 @@ fn set(strategy: Strategy, names: &[&str]) -> QueueSet {
 }
 
 fn drain(q: &mut QueueSet) -> Vec<QueueAction> {
-    std::iter::from_fn(|| q.poll_action()).collect()
+    std::iter::from_fn(|| q.poll_event()).collect()
 }
 
 /// Fires every timer up to `until`, returning what happened in order.

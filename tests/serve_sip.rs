@@ -417,3 +417,48 @@ fn sighup_reloads_a_good_dialplan_and_keeps_the_old_one_on_error() {
         svc.log_text()
     );
 }
+
+/// No RTP amplification: an INVITE that is never ACKed, whose SDP names a
+/// third address (127.0.0.9), makes the service send nothing there; the
+/// call ends with `no_ack` after the short window (8 s by default).
+#[test]
+fn unacked_invite_naming_a_third_address_gets_no_rtp() {
+    let svc = Service::start();
+    let third = UdpSocket::bind("127.0.0.9:0").expect("bind 127.0.0.9");
+    third
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut uac = Uac::new(svc.sip);
+    let b = uac.branch();
+    let own_port = uac.rtp.local_addr().unwrap().port().to_string();
+    let victim_port = third.local_addr().unwrap().port().to_string();
+    assert_eq!(
+        own_port.len(),
+        victim_port.len(),
+        "same-length ports keep Content-Length"
+    );
+    let invite = uac
+        .invite(&b, 1)
+        .replace("c=IN IP4 127.0.0.1", "c=IN IP4 127.0.0.9")
+        .replace(
+            &format!("m=audio {own_port} "),
+            &format!("m=audio {victim_port} "),
+        );
+    uac.send(&invite);
+    uac.expect_status(200, 50);
+    // Never ACK. Watch the third address for 10 s (bounded): nothing.
+    let mut buf = [0u8; 2048];
+    let mut received = 0;
+    for _ in 0..100 {
+        if third.recv_from(&mut buf).is_ok() {
+            received += 1;
+        }
+    }
+    assert_eq!(received, 0, "RTP reached the third address");
+    // And the call was ended by the short no-ACK window.
+    assert!(
+        svc.wait_log("end_reason=no_ack", 100),
+        "no no_ack end:\n{}",
+        svc.log_text()
+    );
+}

@@ -1,5 +1,5 @@
-//! RFC 4475 torture messages (tests/data/rfc4475, copied byte-exact from
-//! shared/testdata) fed to the endpoint as UDP datagrams and through a
+//! RFC 4475 torture messages (tests/data/rfc4475, byte-exact copies of the
+//! messages in the RFC) fed to the endpoint as UDP datagrams and through a
 //! StreamFramer as TCP, checking the response each one calls for (see the
 //! README table beside the files), then that nothing leaked and that a
 //! normal call still works.

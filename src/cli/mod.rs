@@ -2,5 +2,6 @@
 
 pub mod dialplan;
 pub mod ledger;
+pub mod prompts;
 pub mod say;
 pub mod serve;

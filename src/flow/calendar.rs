@@ -1,4 +1,4 @@
-//! The agent calendar: when a human can take a call (DOMAIN.md, "Agent":
+//! The agent calendar: when a human can take a call (docs/domain.md#agents:
 //! default weekdays 9:00–17:00 local time, UTC+8; holidays closed; the
 //! make-up working days of Chinese public holidays open).
 //!

@@ -10,7 +10,7 @@
 //!
 //! The file is operator input: nothing here panics on it.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -90,7 +90,36 @@ pub const BUILTIN_PROMPT_IDS: &[&str] = &[
     "goodbye",
     "press_star_leave",
     "hold_music",
+    "id_readback",
+    "id_confirm",
+    "callback_offer",
+    "callback_number",
+    "callback_confirm",
+    "callback_enter",
+    "callback_done",
 ];
+
+/// Prompts of an ID read-back (`read_back = true` on a `validate = "id"`
+/// collect): "您输入的身份证号码是", the digits, "确认请按1，重新输入请按2".
+/// (`input_error` answers a wrong key at the question.)
+pub const READ_BACK_PROMPTS: [&str; 3] = ["id_readback", "id_confirm", "input_error"];
+
+/// Default read-back grouping of an 18-character ID: region code (6), birth
+/// year (4), month and day (4), sequence and check character (4).
+pub const DEFAULT_READ_BACK_GROUPS: [usize; 4] = [6, 4, 4, 4];
+
+/// Prompts of a `callback` state: "您的回拨号码是", "确认请按1，输入其他号码请按2",
+/// "请输入回拨号码，以井号键结束", "已为您预约回拨…".
+pub const CALLBACK_PROMPTS: [&str; 4] = [
+    "callback_number",
+    "callback_confirm",
+    "callback_enter",
+    "callback_done",
+];
+
+/// Callback numbers keyed by the caller: 5 (short internal numbers) to 20
+/// digits (international with prefix).
+pub const CALLBACK_NUMBER_LEN: (usize, usize) = (5, 20);
 
 /// The special target of a menu key that goes back to the last state marked
 /// `repeatable = true` (the "repeat" key of the after-result menu).
@@ -125,6 +154,70 @@ pub struct Dialplan {
 pub type StateId = usize;
 
 impl Dialplan {
+    /// Every prompt id this dial plan can play (its items, retry prompts,
+    /// read-back and callback prompts), without the number segments the
+    /// speller adds for values.
+    pub fn prompt_ids(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let items = |v: &[Item], out: &mut BTreeSet<String>| {
+            for it in v {
+                match it {
+                    Item::Prompt(p) => {
+                        out.insert(p.to_string());
+                    }
+                    Item::Value { before, after, .. } => {
+                        out.extend(before.iter().chain(after).map(|p| p.to_string()));
+                    }
+                }
+            }
+        };
+        let retry = |r: &Retry, out: &mut BTreeSet<String>| {
+            out.insert(r.no_input_prompt.to_string());
+            out.insert(r.invalid_prompt.to_string());
+        };
+        for st in &self.states {
+            match &st.kind {
+                StateKind::Play(p) => items(&p.items, &mut out),
+                StateKind::Menu(m) => {
+                    items(&m.prompt, &mut out);
+                    retry(&m.retry, &mut out);
+                }
+                StateKind::Collect(c) => {
+                    items(&c.prompt, &mut out);
+                    retry(&c.retry, &mut out);
+                    if c.read_back.is_some() {
+                        out.extend(READ_BACK_PROMPTS.iter().map(|p| (*p).to_owned()));
+                    }
+                }
+                StateKind::Callback(c) => {
+                    retry(&c.retry, &mut out);
+                    out.extend(CALLBACK_PROMPTS.iter().map(|p| (*p).to_owned()));
+                }
+                StateKind::Hangup(h) => items(&h.items, &mut out),
+                StateKind::Authenticate(_) | StateKind::Branch(_) | StateKind::Transfer(_) => {}
+            }
+        }
+        // Status values are spoken as prompts of their own.
+        for st in &self.states {
+            let v = match &st.kind {
+                StateKind::Play(p) => &p.items,
+                _ => continue,
+            };
+            if v.iter().any(|i| {
+                matches!(
+                    i,
+                    Item::Value {
+                        field: Field::Status(_),
+                        ..
+                    }
+                )
+            }) {
+                out.extend(["status_active", "status_suspended", "status_none"].map(str::to_owned));
+            }
+        }
+        out
+    }
+
     pub fn state_id(&self, name: &str) -> Option<StateId> {
         self.index.get(name).copied()
     }
@@ -156,6 +249,7 @@ pub enum StateKind {
     Branch(BranchState),
     Transfer(TransferState),
     Hangup(HangupState),
+    Callback(CallbackState),
 }
 
 impl StateKind {
@@ -168,6 +262,7 @@ impl StateKind {
             StateKind::Branch(_) => "branch",
             StateKind::Transfer(_) => "transfer",
             StateKind::Hangup(_) => "hangup",
+            StateKind::Callback(_) => "callback",
         }
     }
 }
@@ -263,6 +358,10 @@ pub struct Retry {
     /// Optional: this many silences go to `on_no_input` (the after-result
     /// menu's "two silences → goodbye").
     pub no_input_limit: Option<(u32, Target)>,
+    /// Whether a key stops the no-input / invalid prompt (`error_barge_in`,
+    /// default false): the reason is heard in full, keys pressed during it
+    /// are discarded, and only the repeated prompt after it takes keys.
+    pub error_barge_in: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -296,6 +395,27 @@ pub struct CollectState {
     pub validate: Validate,
     pub next: Target,
     pub retry: Retry,
+    /// Read the entry back and ask for confirmation before `next` (only
+    /// with `validate = "id"`: a PIN is never read back).
+    pub read_back: Option<ReadBack>,
+}
+
+/// How an ID entry is read back (`read_back`, `read_back_groups`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBack {
+    /// Group lengths, summing to the entry's `max_len` (default 6-4-4-4).
+    pub groups: Vec<usize>,
+}
+
+/// `type = "callback"`: book a callback (预约回拨) to the calling number, or
+/// to a number the caller keys in and hears back; nothing is dialled.
+#[derive(Debug, Clone)]
+pub struct CallbackState {
+    /// The queue whose agents work the booking.
+    pub queue: String,
+    /// After the booking and its confirmation prompt.
+    pub next: Target,
+    pub retry: Retry,
 }
 
 #[derive(Debug, Clone)]
@@ -327,6 +447,10 @@ pub struct BranchState {
 pub struct TransferState {
     pub queue: String,
     pub failed: Target,
+    /// Where the call goes when a callback is offered while it waits (the
+    /// estimated wait is over the queue's threshold, or the caller pressed
+    /// the callback key): `FlowEvent::CallbackOffered`.
+    pub callback: Option<Target>,
 }
 
 #[derive(Debug, Clone)]
@@ -359,6 +483,9 @@ struct RawHeader {
     tries: Option<S<i64>>,
     no_input_prompt: Option<S<String>>,
     invalid_prompt: Option<S<String>>,
+    /// Default of the states' `error_barge_in`.
+    #[serde(default)]
+    error_barge_in: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -399,11 +526,14 @@ struct RawState {
     on_fail: Option<S<String>>,
     no_input_limit: Option<S<i64>>,
     on_no_input: Option<S<String>>,
+    error_barge_in: Option<bool>,
     min_len: Option<S<i64>>,
     max_len: Option<S<i64>>,
     terminator: Option<S<String>>,
     star_as_x: Option<bool>,
     validate: Option<S<String>>,
+    read_back: Option<S<bool>>,
+    read_back_groups: Option<S<Vec<i64>>>,
     // authenticate
     verified: Option<S<String>>,
     rejected: Option<S<String>>,
@@ -420,6 +550,7 @@ struct RawState {
     // transfer
     queue: Option<S<String>>,
     failed: Option<S<String>>,
+    callback: Option<S<String>>,
     // hangup
     reason: Option<String>,
 }
@@ -578,6 +709,7 @@ struct Defaults {
     tries: u32,
     no_input: Arc<str>,
     invalid: Arc<str>,
+    error_barge_in: bool,
 }
 
 fn insurance_name(s: &str) -> Option<Insurance> {
@@ -635,6 +767,7 @@ pub fn parse_dialplan(
             Some(p) => cx.prompt(p)?,
             None => cx.prompt_at("input_error", header_span.clone())?,
         },
+        error_barge_in: header.error_barge_in.unwrap_or(false),
     };
 
     let initial_name = header
@@ -856,6 +989,7 @@ fn build_retry(
         },
         on_fail: cx.target(on_fail)?,
         no_input_limit,
+        error_barge_in: r.error_barge_in.unwrap_or(d.error_barge_in),
     })
 }
 
@@ -1021,6 +1155,51 @@ fn build_state(
             if star_as_x && terminator == Some('*') {
                 return Err(cx.err(name.span(), "`*` cannot be both the terminator and X"));
             }
+            let read_back = match (&r.read_back, &r.read_back_groups) {
+                (Some(b), groups) if *b.get_ref() => {
+                    if validate != Validate::Id {
+                        return Err(cx.err(
+                            b.span(),
+                            "`read_back` is for `validate = \"id\"` only (a PIN is never read back)",
+                        ));
+                    }
+                    for p in READ_BACK_PROMPTS {
+                        cx.prompt_at(p, b.span())?;
+                    }
+                    let groups = match groups {
+                        None => DEFAULT_READ_BACK_GROUPS.to_vec(),
+                        Some(g) => {
+                            let v: Vec<usize> = g
+                                .get_ref()
+                                .iter()
+                                .map(|&n| usize::try_from(n).unwrap_or(0))
+                                .collect();
+                            if v.is_empty() || v.contains(&0) {
+                                return Err(cx.err(
+                                    g.span(),
+                                    "`read_back_groups` lists positive group lengths",
+                                ));
+                            }
+                            v
+                        }
+                    };
+                    let total: usize = groups.iter().sum();
+                    if Some(total) != max_len {
+                        return Err(cx.err(
+                            b.span(),
+                            format!(
+                                "read-back groups add up to {total}, not to `max_len` ({})",
+                                max_len.unwrap_or(0)
+                            ),
+                        ));
+                    }
+                    Some(ReadBack { groups })
+                }
+                (_, Some(g)) if r.read_back.is_none() => {
+                    return Err(cx.err(g.span(), "`read_back_groups` needs `read_back = true`"));
+                }
+                _ => None,
+            };
             StateKind::Collect(CollectState {
                 prompt,
                 barge_in: r.barge_in.unwrap_or(true),
@@ -1029,6 +1208,7 @@ fn build_state(
                 terminator,
                 star_as_x,
                 validate,
+                read_back,
                 next: need_target(&r.next, "collect", "next", "where a valid entry goes")?,
                 retry: build_retry(cx, d, name, "collect", r)?,
             })
@@ -1088,6 +1268,24 @@ fn build_state(
                     "failed",
                     "where to go when the transfer fails",
                 )?,
+                callback: match &r.callback {
+                    Some(t) => Some(cx.target(t)?),
+                    None => None,
+                },
+            })
+        }
+        "callback" => {
+            let q = require_field(cx, &r.queue, name, "callback", "queue", "the agent queue")?;
+            if q.get_ref().is_empty() {
+                return Err(cx.err(q.span(), "`queue` is empty"));
+            }
+            for p in CALLBACK_PROMPTS {
+                cx.prompt_at(p, name.span())?;
+            }
+            StateKind::Callback(CallbackState {
+                queue: q.get_ref().clone(),
+                next: need_target(&r.next, "callback", "next", "where to go once booked")?,
+                retry: build_retry(cx, d, name, "callback", r)?,
             })
         }
         "hangup" => StateKind::Hangup(HangupState {
@@ -1101,7 +1299,7 @@ fn build_state(
             return Err(cx.err(
                 kind_s.span(),
                 format!(
-                    "unknown state type `{other}` (play, menu, collect, authenticate, branch, transfer, hangup)"
+                    "unknown state type `{other}` (play, menu, collect, authenticate, branch, transfer, hangup, callback)"
                 ),
             ));
         }
@@ -1148,7 +1346,16 @@ pub fn successors(kind: &StateKind) -> Vec<(String, Target)> {
             v.push(("yes".to_owned(), b.then));
             v.push(("no".to_owned(), b.otherwise));
         }
-        StateKind::Transfer(t) => v.push(("failed".to_owned(), t.failed)),
+        StateKind::Transfer(t) => {
+            v.push(("failed".to_owned(), t.failed));
+            if let Some(c) = t.callback {
+                v.push(("callback".to_owned(), c));
+            }
+        }
+        StateKind::Callback(c) => {
+            v.push(("booked".to_owned(), c.next));
+            retry(&mut v, &c.retry);
+        }
         StateKind::Hangup(_) => {}
     }
     v

@@ -29,7 +29,7 @@ pub fn to_dot(plan: &Dialplan) -> String {
     let mut uses_repeat = false;
     for (i, st) in plan.states.iter().enumerate() {
         let shape = match st.kind.type_name() {
-            "menu" | "collect" => "box, style=rounded",
+            "menu" | "collect" | "callback" => "box, style=rounded",
             "branch" => "diamond",
             "hangup" | "transfer" => "doubleoctagon",
             _ => "box",

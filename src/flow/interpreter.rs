@@ -1,22 +1,32 @@
 //! The flow interpreter: walks a [`Dialplan`] for one call. Pure and sans-IO
-//! (STYLE.md): it takes `now` as an argument, receives [`FlowEvent`]s
+//! (docs/architecture.md): it takes `now` as an argument, receives [`FlowEvent`]s
 //! (digits, playback done, the ledger's answer, transfer failure, hangup)
 //! and emits [`FlowAction`]s (play, stop playback, authenticate, audit,
 //! transfer, hang up). It never touches the clock, sockets or tokio; the
 //! coordinator glues it to the real call.
 //!
-//! Behaviour from DOMAIN.md, "The call":
+//! Behaviour from docs/domain.md#the-call-tree:
 //! - **Barge-in**: a key during a barge-in prompt emits `StopPlayback` and
 //!   the key counts (a valid menu key acts at once).
 //! - **Type-ahead**: keys pressed while nothing collects (during a
 //!   non-collecting prompt, before a collect starts, while the ledger is
 //!   asked) are buffered and feed the next menu or collect, whose prompt is
 //!   then skipped.
+//! - **Prompts that must be heard** (`barge_in = false` on a play state, the
+//!   no-input/invalid prompts unless `error_barge_in = true`, an ID
+//!   read-back): keys typed before them do not skip them, and keys pressed
+//!   while they play are discarded, so they never answer the next state.
+//! - **Call record**: a prompt enters [`FlowRecord::prompts`] once it was
+//!   played: in full (`PlaybackDone`), or, when a key or a hangup stops the
+//!   playback, the prompts heard before it and the one it cut, marked with
+//!   [`CUT_MARK`] (by the prompt durations in [`FlowConfig::prompt_ms`]; without
+//!   them the first prompt of the stopped playback is marked cut).
 //! - **Timeouts** run from the end of the prompt: first-digit, then
 //!   inter-digit after each key (per-state values from the dialplan).
 //! - **Privacy**: collected ID/PIN digits live only in this struct; the
 //!   [`FlowRecord`] holds state names, prompt ids with readouts as
-//!   placeholders (`<amount>`, `<count>`, `<year_month>`) and menu keys only;
+//!   placeholders (`<amount>`, `<count>`, `<year_month>`, `<id>`, `<number>`)
+//!   and menu keys only;
 //!   `Debug` of [`FlowAction`] hides readout segments, the ID and the PIN.
 
 use std::collections::VecDeque;
@@ -32,7 +42,8 @@ use crate::say::{SayError, SayOptions, Seg};
 
 use super::calendar::Calendar;
 use super::dialplan::{
-    CollectState, Condition, Dialplan, Field, Item, Retry, StateId, StateKind, Target, Validate,
+    CALLBACK_NUMBER_LEN, CallbackState, CollectState, Condition, Dialplan, Field, Item, Retry,
+    StateId, StateKind, Target, Validate,
 };
 
 /// The ledger could not answer (down, timed out). Carries nothing.
@@ -80,6 +91,15 @@ pub struct FlowConfig {
     pub auth_timeout: Duration,
     /// Type-ahead buffer size; extra keys are dropped.
     pub max_type_ahead: usize,
+    /// Playing time of each prompt id in ms (from the loaded library), to
+    /// record which prompts a barge-in cut. `None`: unknown.
+    pub prompt_ms: Option<Arc<std::collections::HashMap<String, u32>>>,
+    /// The key a caller waiting in a queue presses for a callback (`None`:
+    /// no key; config `[callback] key`).
+    pub callback_key: Option<char>,
+    /// Per queue: offer a callback when the estimated wait is over this
+    /// (config `[callback] offer_after_wait_secs`).
+    pub callback_after: std::collections::BTreeMap<String, Duration>,
 }
 
 impl Default for FlowConfig {
@@ -93,6 +113,9 @@ impl Default for FlowConfig {
             speller: Speller::default(),
             auth_timeout: Duration::from_secs(10),
             max_type_ahead: 40,
+            prompt_ms: None,
+            callback_key: None,
+            callback_after: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -122,6 +145,10 @@ pub enum FlowEvent {
     /// `apology = true` says "坐席全忙" first): back to the main menu
     /// (the state named `main_menu`, else the initial state).
     TransferCancelled { apology: bool },
+    /// The call offers a callback while the caller waits in a queue (the
+    /// estimated wait is over the queue's threshold, or the caller pressed
+    /// the callback key): the transfer state's `callback` target, if any.
+    CallbackOffered,
     /// The caller hung up.
     Hangup,
 }
@@ -139,10 +166,15 @@ impl fmt::Debug for FlowEvent {
             FlowEvent::TransferCancelled { apology } => {
                 write!(f, "TransferCancelled {{ apology: {apology} }}")
             }
+            FlowEvent::CallbackOffered => f.write_str("CallbackOffered"),
             FlowEvent::Hangup => f.write_str("Hangup"),
         }
     }
 }
+
+/// Suffix of a prompt id in [`FlowRecord::prompts`] whose playback a key or a
+/// hangup cut short.
+pub const CUT_MARK: &str = "~cut";
 
 /// Output of the interpreter.
 #[derive(Clone, PartialEq, Eq)]
@@ -164,13 +196,20 @@ pub enum FlowAction {
     Audit {
         insurance: Insurance,
     },
-    /// A balance read was negative: log an anomaly (DOMAIN.md R8).
+    /// A balance read was negative: log an anomaly (docs/domain.md#reading-numbers-aloud, R8).
     Anomaly {
         insurance: Insurance,
     },
     /// Hand the call to an agent queue (answer `TransferFailed` if it fails).
     Transfer {
         queue: String,
+    },
+    /// Book a callback (预约回拨) for `queue`: `number` is what the caller
+    /// confirmed (the calling number or one keyed in). The call adds the
+    /// verified ID, stores the booking and answers nothing; nothing is dialled.
+    Callback {
+        queue: String,
+        number: String,
     },
     Hangup,
 }
@@ -198,6 +237,9 @@ impl fmt::Debug for FlowAction {
                 write!(f, "Anomaly {{ insurance: {insurance:?} }}")
             }
             FlowAction::Transfer { queue } => write!(f, "Transfer {{ queue: {queue:?} }}"),
+            FlowAction::Callback { queue, .. } => {
+                write!(f, "Callback {{ queue: {queue:?}, number: <redacted> }}")
+            }
             FlowAction::Hangup => f.write_str("Hangup"),
         }
     }
@@ -209,7 +251,8 @@ impl fmt::Debug for FlowAction {
 pub struct FlowRecord {
     /// Dialplan states entered, in order.
     pub states: Vec<String>,
-    /// Prompt ids sent to playback, in order (values as placeholders).
+    /// Prompt ids played, in order (values as placeholders; a prompt cut
+    /// short ends in [`CUT_MARK`]; prompts never reached are not listed).
     pub prompts: Vec<String>,
     /// Keys pressed at menus (never ID or PIN digits).
     pub menu_keys: String,
@@ -240,7 +283,23 @@ impl FlowRecord {
 enum After {
     Goto(StateId),
     StartInput,
+    /// An error prompt or a read-back that had to be heard: now the
+    /// waiting state's own prompt (with its barge-in), then input.
+    Reprompt,
     Hangup,
+}
+
+/// What a menu-like wait inside a collect or callback state is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sub {
+    /// The state's own input.
+    None,
+    /// An ID was read back: 1 confirms, 2 re-enters.
+    ConfirmId,
+    /// A callback number was read back: 1 books, 2 keys another number.
+    ConfirmNumber,
+    /// The caller keys a callback number.
+    EnterNumber,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,6 +316,10 @@ enum Wait {
         deadline: Instant,
     },
     Auth {
+        deadline: Instant,
+    },
+    /// A readout waits for its audit row to be durable before it plays.
+    Audit {
         deadline: Instant,
     },
     Transfer,
@@ -300,6 +363,20 @@ pub struct Interpreter {
     summary: Option<Box<AccountSummary>>,
     hangup_reason: String,
     record: FlowRecord,
+    sub: Sub,
+    /// Times the caller chose "re-enter" at a read-back in this state.
+    reentries: u32,
+    /// The calling number (digits only) for a callback; never logged.
+    caller_number: Option<String>,
+    /// The callback number being confirmed.
+    callback_number: Option<String>,
+    /// CDR entries (label, playing time) rendered for the next `Play`.
+    rendered: Vec<(String, Option<u32>)>,
+    /// CDR entries of the `Play` in progress, and when it started.
+    playing: Vec<(String, Option<u32>)>,
+    play_started: Option<Instant>,
+    /// The `now` of the input being handled.
+    clock: Instant,
 }
 
 impl fmt::Debug for Interpreter {
@@ -343,11 +420,49 @@ impl Interpreter {
             summary: None,
             hangup_reason: String::new(),
             record: FlowRecord::default(),
+            sub: Sub::None,
+            reentries: 0,
+            caller_number: None,
+            callback_number: None,
+            rendered: Vec::new(),
+            playing: Vec::new(),
+            play_started: None,
+            clock: now,
         }
+    }
+
+    /// The calling number (the From user part), for a callback to it. Only
+    /// a plain number (digits, an optional leading `+`, 5–20 digits) is
+    /// kept; anything else (a name, an anonymous caller) is unknown and the
+    /// caller keys the number in.
+    pub fn set_caller_number(&mut self, number: &str) {
+        let digits = number.strip_prefix('+').unwrap_or(number);
+        let (min, max) = CALLBACK_NUMBER_LEN;
+        let plain = digits.bytes().all(|b| b.is_ascii_digit());
+        self.caller_number =
+            (plain && (min..=max).contains(&digits.len())).then(|| digits.to_owned());
+    }
+
+    /// The queue of the last transfer, if any.
+    pub fn transfer_queue(&self) -> Option<&str> {
+        self.record.transfer_queue.as_deref()
+    }
+
+    /// The settings this interpreter runs with.
+    pub fn config(&self) -> &FlowConfig {
+        &self.cfg
+    }
+
+    /// Whether a [`FlowEvent::CallbackOffered`] would be taken now (the
+    /// call waits in a queue whose transfer state has a `callback` target).
+    pub fn can_offer_callback(&self) -> bool {
+        self.wait == Wait::Transfer
+            && matches!(self.kind(), Some(StateKind::Transfer(t)) if t.callback.is_some())
     }
 
     /// Enters the initial state (call answered).
     pub fn start(&mut self, now: Instant) {
+        self.clock = now;
         if self.wait == Wait::Idle {
             self.pending = Some(self.plan.initial);
             self.run(now);
@@ -358,6 +473,7 @@ impl Interpreter {
         if self.wait == Wait::Done {
             return;
         }
+        self.clock = now;
         match ev {
             FlowEvent::Digit(c) => {
                 if c.is_ascii_digit() || c == '*' || c == '#' {
@@ -370,6 +486,7 @@ impl Interpreter {
                 } = self.wait
                     && t == token
                 {
+                    self.settle_play(now, false);
                     self.after_play(now, after);
                 }
             }
@@ -385,6 +502,16 @@ impl Interpreter {
                     let failed = t.failed;
                     self.record.end_reason.clear();
                     self.goto(failed);
+                }
+            }
+            FlowEvent::CallbackOffered => {
+                if self.wait == Wait::Transfer
+                    && let Some(StateKind::Transfer(t)) = self.kind()
+                    && let Some(target) = t.callback
+                {
+                    self.record.end_reason.clear();
+                    self.type_ahead.clear();
+                    self.goto(target);
                 }
             }
             FlowEvent::TransferCancelled { apology } => {
@@ -406,6 +533,9 @@ impl Interpreter {
             FlowEvent::Hangup => {
                 // Nothing more is said or done once the caller is gone.
                 self.actions.clear();
+                if matches!(self.wait, Wait::Playing { .. }) {
+                    self.settle_play(now, true);
+                }
                 if self.record.end_reason.is_empty() {
                     self.record.end_reason = "caller_hangup".to_owned();
                 }
@@ -417,9 +547,11 @@ impl Interpreter {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = now;
         match self.wait {
             Wait::Input { deadline } if now >= deadline => {
-                let in_collect = matches!(self.kind(), Some(StateKind::Collect(_)));
+                let in_collect = matches!(self.kind(), Some(StateKind::Collect(_)))
+                    || self.sub == Sub::EnterNumber;
                 if in_collect && !self.entry.is_empty() {
                     // Inter-digit timeout ends the entry like `#`.
                     self.finish_collect(now);
@@ -430,6 +562,9 @@ impl Interpreter {
             Wait::Auth { deadline } if now >= deadline => {
                 self.on_auth(Err(LedgerUnavailable));
             }
+            Wait::Audit { deadline } if now >= deadline => {
+                self.on_audit(Err(LedgerUnavailable));
+            }
             _ => return,
         }
         self.run(now);
@@ -437,7 +572,9 @@ impl Interpreter {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.wait {
-            Wait::Input { deadline } | Wait::Auth { deadline } => Some(deadline),
+            Wait::Input { deadline } | Wait::Auth { deadline } | Wait::Audit { deadline } => {
+                Some(deadline)
+            }
             _ => None,
         }
     }
@@ -531,10 +668,15 @@ impl Interpreter {
             self.finish_quietly();
             return;
         };
+        if self.current != sid {
+            self.reentries = 0;
+        }
         self.current = sid;
         self.tries = 0;
         self.silences = 0;
         self.entry.clear();
+        self.sub = Sub::None;
+        self.callback_number = None;
         self.record.states.push(state.name.to_string());
         match &state.kind {
             StateKind::Play(p) => {
@@ -552,20 +694,24 @@ impl Interpreter {
                     self.goto(p.next);
                     return;
                 }
-                let items = self.render(&p.items, &[]);
+                if !p.barge_in {
+                    // A prompt that must be heard (a result or an error):
+                    // keys typed before it belonged to what went wrong.
+                    self.type_ahead.clear();
+                }
                 if let Some(ins) = p.audit {
                     self.actions.push_back(FlowAction::Audit { insurance: ins });
                     self.record.queries.push(ins);
+                    if self.summary.is_some() {
+                        // Account data is disclosed only once its audit row
+                        // is durable: wait for `handle_audit`.
+                        self.wait = Wait::Audit {
+                            deadline: now + self.cfg.auth_timeout,
+                        };
+                        return;
+                    }
                 }
-                if items.is_empty() {
-                    self.goto(p.next);
-                    return;
-                }
-                let after = match p.next {
-                    Target::State(i) => After::Goto(i),
-                    Target::Repeat => After::Goto(self.last_repeatable.unwrap_or(plan.initial)),
-                };
-                self.play(items, p.barge_in, after);
+                self.play_readout(sid);
             }
             StateKind::Menu(m) => self.start_input(now, &m.prompt, m.barge_in, &m.retry),
             StateKind::Collect(c) => self.start_input(now, &c.prompt, c.barge_in, &c.retry),
@@ -599,6 +745,17 @@ impl Interpreter {
                 self.record.transfer_queue = Some(t.queue.clone());
                 self.wait = Wait::Transfer;
             }
+            StateKind::Callback(cb) => {
+                self.type_ahead.clear();
+                match self.caller_number.clone() {
+                    Some(n) => self.read_back_number(n),
+                    None => {
+                        self.sub = Sub::EnterNumber;
+                        let prompt = [Item::Prompt(Arc::from("callback_enter"))];
+                        self.start_input(now, &prompt, true, &cb.retry);
+                    }
+                }
+            }
             StateKind::Hangup(h) => {
                 self.hangup_reason = h.reason.clone();
                 let items = self.render(&h.items, &[]);
@@ -606,6 +763,53 @@ impl Interpreter {
                     self.hang_up();
                 } else {
                     self.play(items, false, After::Hangup);
+                }
+            }
+        }
+    }
+
+    /// Plays a `play` state's items (its readout) and moves on after them.
+    fn play_readout(&mut self, sid: StateId) {
+        let plan = Arc::clone(&self.plan);
+        let Some(StateKind::Play(p)) = plan.state(sid).map(|s| &s.kind) else {
+            return;
+        };
+        let items = self.render(&p.items, &[]);
+        if items.is_empty() {
+            self.goto(p.next);
+            return;
+        }
+        let after = match p.next {
+            Target::State(i) => After::Goto(i),
+            Target::Repeat => After::Goto(self.last_repeatable.unwrap_or(plan.initial)),
+        };
+        self.play(items, p.barge_in, after);
+    }
+
+    /// The answer to [`FlowAction::Audit`] of a readout: `Ok` once the
+    /// audit row is durable (the readout plays), `Err` when it could not be
+    /// stored (nothing is read; the caller hears "system busy").
+    pub fn handle_audit(&mut self, now: Instant, result: Result<(), LedgerUnavailable>) {
+        if !matches!(self.wait, Wait::Audit { .. }) {
+            return;
+        }
+        self.on_audit(result);
+        self.run(now);
+    }
+
+    fn on_audit(&mut self, result: Result<(), LedgerUnavailable>) {
+        self.wait = Wait::Idle;
+        match result {
+            Ok(()) => self.play_readout(self.current),
+            Err(LedgerUnavailable) => {
+                // Not heard: not a query of this call.
+                self.record.queries.pop();
+                match self.plan.state_id("system_busy") {
+                    Some(s) => self.pending = Some(s),
+                    None => {
+                        let items = self.render(&[Item::Prompt(Arc::from("system_busy"))], &[]);
+                        self.play(items, false, After::Hangup);
+                    }
                 }
             }
         }
@@ -630,6 +834,12 @@ impl Interpreter {
     }
 
     fn play(&mut self, items: Vec<PlayItem>, barge_in: bool, after: After) {
+        if !self.playing.is_empty() {
+            // Not expected: a play replaced before it ended or was stopped.
+            self.settle_play(self.clock, false);
+        }
+        self.playing = std::mem::take(&mut self.rendered);
+        self.play_started = Some(self.clock);
         let token = self.next_token;
         self.next_token = self.next_token.wrapping_add(1);
         self.actions.push_back(FlowAction::Play {
@@ -644,9 +854,72 @@ impl Interpreter {
         };
     }
 
+    /// Moves the CDR entries of the play in progress into the record: all
+    /// of them when it finished, or the ones heard before `now` and the one
+    /// cut (marked) when a key or a hangup stopped it.
+    fn settle_play(&mut self, now: Instant, cut: bool) {
+        let entries = std::mem::take(&mut self.playing);
+        let started = self.play_started.take().unwrap_or(now);
+        if !cut {
+            self.record
+                .prompts
+                .extend(entries.into_iter().map(|(label, _)| label));
+            return;
+        }
+        let elapsed =
+            u64::try_from(now.saturating_duration_since(started).as_millis()).unwrap_or(u64::MAX);
+        let mut heard = 0u64;
+        for (label, ms) in entries {
+            match ms {
+                Some(ms) if heard.saturating_add(u64::from(ms)) <= elapsed => {
+                    heard = heard.saturating_add(u64::from(ms));
+                    self.record.prompts.push(label);
+                }
+                _ => {
+                    self.record.prompts.push(format!("{label}{CUT_MARK}"));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The prompt of the waiting menu, collect or callback question, its
+    /// barge-in and retry policy.
+    fn current_prompt(&self) -> Option<(Vec<Item>, bool, Retry)> {
+        let p = |id: &str| vec![Item::Prompt(Arc::from(id))];
+        Some(match (self.kind()?, self.sub) {
+            (StateKind::Menu(m), _) => (m.prompt.clone(), m.barge_in, m.retry.clone()),
+            (StateKind::Collect(c), Sub::ConfirmId) => {
+                // A wrong key at the question is not a wrong ID.
+                let mut retry = c.retry.clone();
+                retry.invalid_prompt = Arc::from("input_error");
+                (p("id_confirm"), true, retry)
+            }
+            (StateKind::Collect(c), _) => (c.prompt.clone(), c.barge_in, c.retry.clone()),
+            (StateKind::Callback(c), Sub::ConfirmNumber) => {
+                (p("callback_confirm"), true, c.retry.clone())
+            }
+            (StateKind::Callback(c), _) => (p("callback_enter"), true, c.retry.clone()),
+            _ => return None,
+        })
+    }
+
     fn after_play(&mut self, now: Instant, after: After) {
         match after {
             After::Goto(s) => self.pending = Some(s),
+            After::Reprompt => match self.current_prompt() {
+                Some((prompt, barge_in, retry)) => {
+                    let items = self.render(&prompt, &[]);
+                    if items.is_empty() {
+                        self.wait = Wait::Input {
+                            deadline: now + ms(retry.first_digit_timeout_ms),
+                        };
+                    } else {
+                        self.play(items, barge_in, After::StartInput);
+                    }
+                }
+                None => self.wait = Wait::Idle,
+            },
             After::StartInput => {
                 let first = self
                     .retry()
@@ -664,6 +937,7 @@ impl Interpreter {
         match self.kind()? {
             StateKind::Menu(m) => Some(&m.retry),
             StateKind::Collect(c) => Some(&c.retry),
+            StateKind::Callback(c) => Some(&c.retry),
             _ => None,
         }
     }
@@ -676,8 +950,9 @@ impl Interpreter {
                 ..
             } => {
                 self.actions.push_back(FlowAction::StopPlayback);
+                self.settle_play(now, true);
                 match after {
-                    After::StartInput => {
+                    After::StartInput | After::Reprompt => {
                         let first = self
                             .retry()
                             .map(|r| r.first_digit_timeout_ms)
@@ -695,7 +970,12 @@ impl Interpreter {
                 }
             }
             Wait::Input { .. } => self.input_key(now, c),
-            Wait::Idle | Wait::Playing { .. } | Wait::Auth { .. } | Wait::Transfer => {
+            // A prompt that must be heard: its keys are discarded, never
+            // applied to the state after it.
+            Wait::Playing {
+                barge_in: false, ..
+            } => {}
+            Wait::Idle | Wait::Auth { .. } | Wait::Audit { .. } | Wait::Transfer => {
                 self.push_type_ahead(c)
             }
             Wait::Done => {}
@@ -722,8 +1002,153 @@ impl Interpreter {
                     self.fail(now, Failure::Invalid)
                 }
             },
-            Some(StateKind::Collect(col)) => self.collect_key(now, col, c),
+            Some(StateKind::Collect(col)) => match self.sub {
+                Sub::ConfirmId => self.confirm_id_key(now, col, c),
+                _ => self.collect_key(now, col, c),
+            },
+            Some(StateKind::Callback(cb)) => match self.sub {
+                Sub::ConfirmNumber => self.confirm_number_key(now, cb, c),
+                _ => self.number_key(now, cb, c),
+            },
             _ => {}
+        }
+    }
+
+    /// "您输入的身份证号码是" + the ID in groups (R11: digit by digit, 1 as
+    /// 幺, X as 艾克斯), heard in full; then "确认请按1，重新输入请按2".
+    fn read_back_id(&mut self, groups: &[usize]) {
+        let Some(id) = self.id.clone() else {
+            return;
+        };
+        self.sub = Sub::ConfirmId;
+        self.tries = 0;
+        self.silences = 0;
+        // Keys typed after the ID (the PIN, out of habit) must not answer
+        // the confirmation.
+        self.type_ahead.clear();
+        let text = id.expose();
+        let mut segs = Vec::with_capacity(text.len() + groups.len());
+        let mut at = 0usize;
+        for (i, &n) in groups.iter().enumerate() {
+            if i > 0 {
+                segs.push(Seg::Pause(crate::say::ID_GROUP_PAUSE_MS));
+            }
+            let end = at.saturating_add(n).min(text.len());
+            segs.extend(crate::say::digits(text.get(at..end).unwrap_or("")));
+            at = end;
+        }
+        let mut items = self.render(&[Item::Prompt(Arc::from("id_readback"))], &[]);
+        items.extend(self.render_segs(segs, "<id>"));
+        self.play(items, false, After::Reprompt);
+    }
+
+    fn confirm_id_key(&mut self, now: Instant, col: &CollectState, c: char) {
+        match c {
+            '1' => {
+                self.record.menu_keys.push('1');
+                self.sub = Sub::None;
+                self.goto(col.next);
+            }
+            '2' => {
+                self.record.menu_keys.push('2');
+                self.sub = Sub::None;
+                self.id = None;
+                self.reentries = self.reentries.saturating_add(1);
+                if self.reentries >= col.retry.tries {
+                    self.goto(col.retry.on_fail);
+                } else {
+                    self.pending = Some(self.current);
+                }
+            }
+            _ => {
+                self.record.menu_keys.push('?');
+                self.fail(now, Failure::Invalid);
+            }
+        }
+    }
+
+    /// "您的回拨号码是" + the number digit by digit, heard in full; then
+    /// "确认请按1，输入其他号码请按2".
+    fn read_back_number(&mut self, number: String) {
+        self.sub = Sub::ConfirmNumber;
+        self.tries = 0;
+        self.silences = 0;
+        self.type_ahead.clear();
+        let segs = crate::say::digits(&number);
+        self.callback_number = Some(number);
+        let mut items = self.render(&[Item::Prompt(Arc::from("callback_number"))], &[]);
+        items.extend(self.render_segs(segs, "<number>"));
+        self.play(items, false, After::Reprompt);
+    }
+
+    fn confirm_number_key(&mut self, now: Instant, cb: &CallbackState, c: char) {
+        match c {
+            '1' => {
+                self.record.menu_keys.push('1');
+                self.sub = Sub::None;
+                let Some(number) = self.callback_number.take() else {
+                    return;
+                };
+                self.actions.push_back(FlowAction::Callback {
+                    queue: cb.queue.clone(),
+                    number,
+                });
+                let after = match cb.next {
+                    Target::State(i) => After::Goto(i),
+                    Target::Repeat => {
+                        After::Goto(self.last_repeatable.unwrap_or(self.plan.initial))
+                    }
+                };
+                let items = self.render(&[Item::Prompt(Arc::from("callback_done"))], &[]);
+                self.play(items, false, after);
+            }
+            '2' => {
+                self.record.menu_keys.push('2');
+                self.callback_number = None;
+                self.reentries = self.reentries.saturating_add(1);
+                if self.reentries > cb.retry.tries {
+                    self.goto(cb.retry.on_fail);
+                    return;
+                }
+                self.sub = Sub::EnterNumber;
+                self.tries = 0;
+                self.silences = 0;
+                let prompt = [Item::Prompt(Arc::from("callback_enter"))];
+                self.start_input(now, &prompt, true, &cb.retry);
+            }
+            _ => {
+                self.record.menu_keys.push('?');
+                self.fail(now, Failure::Invalid);
+            }
+        }
+    }
+
+    /// A key of a callback number being keyed in (never recorded).
+    fn number_key(&mut self, now: Instant, cb: &CallbackState, c: char) {
+        let (_, max) = CALLBACK_NUMBER_LEN;
+        if c == '#' {
+            self.finish_number(now);
+        } else if c.is_ascii_digit() {
+            self.entry.push(c);
+            if self.entry.len() >= max {
+                self.finish_number(now);
+            } else {
+                self.wait = Wait::Input {
+                    deadline: now + ms(cb.retry.inter_digit_timeout_ms),
+                };
+            }
+        } else {
+            self.fail(now, Failure::Invalid);
+        }
+    }
+
+    fn finish_number(&mut self, now: Instant) {
+        let entry = std::mem::take(&mut self.entry);
+        let (min, max) = CALLBACK_NUMBER_LEN;
+        if (min..=max).contains(&entry.len()) {
+            self.read_back_number(entry);
+        } else {
+            self.fail(now, Failure::Invalid);
         }
     }
 
@@ -764,6 +1189,10 @@ impl Interpreter {
     }
 
     fn finish_collect(&mut self, now: Instant) {
+        if self.sub == Sub::EnterNumber {
+            self.finish_number(now);
+            return;
+        }
         let plan = Arc::clone(&self.plan);
         let Some(StateKind::Collect(col)) = plan.state(self.current).map(|s| &s.kind) else {
             return;
@@ -790,19 +1219,20 @@ impl Interpreter {
                 },
             };
         if ok {
-            self.goto(col.next);
+            match &col.read_back {
+                Some(rb) if col.validate == Validate::Id => self.read_back_id(&rb.groups),
+                _ => self.goto(col.next),
+            }
         } else {
             self.fail(now, Failure::Invalid);
         }
     }
 
     fn fail(&mut self, now: Instant, why: Failure) {
-        let plan = Arc::clone(&self.plan);
-        let (prompt, barge_in, retry) = match plan.state(self.current).map(|s| &s.kind) {
-            Some(StateKind::Menu(m)) => (&m.prompt, m.barge_in, &m.retry),
-            Some(StateKind::Collect(c)) => (&c.prompt, c.barge_in, &c.retry),
-            _ => return,
+        let Some((prompt, barge_in, retry)) = self.current_prompt() else {
+            return;
         };
+        let plan = Arc::clone(&self.plan);
         self.entry.clear();
         // After a mistake, keys typed ahead belong to the mistaken attempt.
         self.type_ahead.clear();
@@ -821,6 +1251,8 @@ impl Interpreter {
         };
         match give_up {
             Some(t) => {
+                self.sub = Sub::None;
+                self.callback_number = None;
                 let id = match t {
                     Target::State(i) => i,
                     Target::Repeat => self.last_repeatable.unwrap_or(plan.initial),
@@ -828,8 +1260,8 @@ impl Interpreter {
                 let items = self.render(&[Item::Prompt(err)], &[]);
                 self.play(items, false, After::Goto(id));
             }
-            None => {
-                let items = self.render(&[Item::Prompt(err)], prompt);
+            None if retry.error_barge_in => {
+                let items = self.render(&[Item::Prompt(err)], &prompt);
                 if items.is_empty() {
                     self.wait = Wait::Input {
                         deadline: now + ms(retry.first_digit_timeout_ms),
@@ -837,6 +1269,11 @@ impl Interpreter {
                 } else {
                     self.play(items, barge_in, After::StartInput);
                 }
+            }
+            None => {
+                // The reason is heard in full, then the question again.
+                let items = self.render(&[Item::Prompt(err)], &[]);
+                self.play(items, false, After::Reprompt);
             }
         }
     }
@@ -903,16 +1340,47 @@ impl Interpreter {
         }
     }
 
-    /// Turns dialplan items into play items, recording prompt ids (values as
-    /// placeholders) in the call record.
+    /// Playing time of a prompt id, if the library's durations are known.
+    fn prompt_ms(&self, id: &str) -> Option<u32> {
+        self.cfg.prompt_ms.as_ref()?.get(id).copied()
+    }
+
+    /// Play items of spoken segments, noted for the record as one
+    /// `placeholder` entry (never the value).
+    fn render_segs(&mut self, segs: Vec<Seg>, placeholder: &str) -> Vec<PlayItem> {
+        let mut total = Some(0u32);
+        let mut out = Vec::with_capacity(segs.len());
+        for s in segs {
+            match s {
+                Seg::Prompt(p) => {
+                    total = total
+                        .zip(self.prompt_ms(p))
+                        .map(|(a, b)| a.saturating_add(b));
+                    out.push(PlayItem::Prompt(Arc::from(p)));
+                }
+                Seg::Pause(ms) => {
+                    total = total.map(|a| a.saturating_add(ms));
+                    out.push(PlayItem::Pause(ms));
+                }
+            }
+        }
+        self.rendered.push((placeholder.to_owned(), total));
+        out
+    }
+
+    fn render_prompt(&mut self, p: &Arc<str>, out: &mut Vec<PlayItem>) {
+        let ms = self.prompt_ms(p);
+        self.rendered.push((p.to_string(), ms));
+        out.push(PlayItem::Prompt(Arc::clone(p)));
+    }
+
+    /// Turns dialplan items into play items, noting prompt ids (values as
+    /// placeholders) for the call record once they are played.
     fn render(&mut self, a: &[Item], b: &[Item]) -> Vec<PlayItem> {
         let mut out = Vec::new();
         for it in a.iter().chain(b) {
             match it {
-                Item::Prompt(p) => {
-                    self.record.prompts.push(p.to_string());
-                    out.push(PlayItem::Prompt(Arc::clone(p)));
-                }
+                Item::Prompt(p) => self.render_prompt(p, &mut out),
                 Item::Value {
                     field,
                     before,
@@ -922,17 +1390,12 @@ impl Interpreter {
                         continue;
                     };
                     if let Some(p) = before {
-                        self.record.prompts.push(p.to_string());
-                        out.push(PlayItem::Prompt(Arc::clone(p)));
+                        self.render_prompt(p, &mut out);
                     }
-                    self.record.prompts.push(placeholder);
-                    out.extend(segs.into_iter().map(|s| match s {
-                        Seg::Prompt(p) => PlayItem::Prompt(Arc::from(p)),
-                        Seg::Pause(ms) => PlayItem::Pause(ms),
-                    }));
+                    let items = self.render_segs(segs, &placeholder);
+                    out.extend(items);
                     if let Some(p) = after {
-                        self.record.prompts.push(p.to_string());
-                        out.push(PlayItem::Prompt(Arc::clone(p)));
+                        self.render_prompt(p, &mut out);
                     }
                 }
             }

@@ -1,4 +1,4 @@
-//! The two database backends behind one enum (INTEROP.md, sqlx 0.9): shared
+//! The two database backends behind one enum (docs/interop.md#crates, sqlx 0.9): shared
 //! SQL with `$1` placeholders, one `migrate!` folder per dialect.
 //!
 //! SQLite files run in WAL mode with a busy timeout (concurrent readers, one

@@ -10,6 +10,18 @@
 //! `pin` imports the account without a PIN (it cannot authenticate until
 //! `ledger set-pin`) and keeps any PIN already set.
 //!
+//! Negative balances are refused unless the optional `allow_negative`
+//! column says the account may be negative (`true`, `yes` or `1`; anything
+//! else but empty is a bad row): a minus sign is far more often a typo or
+//! an export bug than a real overdrawn personal account. The column only
+//! authorises the row; it is not stored.
+//!
+//! Hostile files are bounded: a field longer than [`MAX_FIELD`] bytes is a
+//! bad row, and a record (a line, or several when a quoted field holds line
+//! breaks) longer than [`MAX_RECORD`] bytes stops the import with an error
+//! naming the line. The limit is enforced by a byte-counting reader under
+//! the CSV parser ([`CappedRead`]), so a 10 MB line is never buffered whole.
+//!
 //! Two streaming passes over the file: the first validates every row (line
 //! number + reason, the ID only masked, never the PIN), the second hashes
 //! PINs in parallel on all cores (`std::thread::scope`) and upserts batches
@@ -27,6 +39,11 @@ use sqlx::QueryBuilder;
 
 use super::{Ledger, LedgerError, status_str};
 use crate::domain::{Fen, IdNumber, InsuranceStatus, YearMonth};
+
+/// Longest field accepted, in bytes (names are the longest real fields).
+pub const MAX_FIELD: usize = 256;
+/// Longest record accepted, in bytes (a real row is about 150).
+pub const MAX_RECORD: usize = 4096;
 
 /// Rows per transaction.
 pub const BATCH: usize = 5_000;
@@ -184,6 +201,14 @@ fn validate(
     today: (u32, u32, u32),
     pin_len: (usize, usize),
 ) -> Result<ImportRow, String> {
+    if let Some(i) = rec.iter().position(|f| f.len() > MAX_FIELD) {
+        let name = cols
+            .0
+            .iter()
+            .find(|(_, c)| **c == i)
+            .map_or_else(|| format!("column {}", i + 1), |(n, _)| n.clone());
+        return Err(format!("field {name} longer than {MAX_FIELD} bytes"));
+    }
     let id_raw = cols.get(rec, "id_number")?;
     if id_raw.is_empty() {
         return Err("missing field id_number".into());
@@ -227,6 +252,25 @@ fn validate(
         false,
     )?;
     let medical = parse_amount(cols.get(rec, "medical_balance")?, "medical_balance")?;
+    let allow_negative = match cols
+        .get(rec, "allow_negative")?
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "" | "false" | "no" | "0" => false,
+        "true" | "yes" | "1" => true,
+        _ => return Err("bad allow_negative (want true|false)".into()),
+    };
+    for (col, amount) in [
+        ("pension_balance", pension_balance),
+        ("medical_balance", medical),
+    ] {
+        if amount.is_some_and(|f| f.0 < 0) && !allow_negative {
+            return Err(format!(
+                "negative amount in {col} (set allow_negative=true if this account may be negative)"
+            ));
+        }
+    }
     let mut others = [(InsuranceStatus::None, None); 3];
     for (slot, ins) in others
         .iter_mut()
@@ -250,12 +294,105 @@ fn validate(
     })
 }
 
-fn open_reader(path: &Path) -> Result<csv::Reader<std::fs::File>, LedgerError> {
-    csv::ReaderBuilder::new()
+/// A record longer than [`MAX_RECORD`] bytes, starting on `line`.
+#[derive(Debug)]
+struct RecordTooLong {
+    line: u64,
+}
+
+impl std::fmt::Display for RecordTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {}: record longer than {MAX_RECORD} bytes",
+            self.line
+        )
+    }
+}
+
+impl std::error::Error for RecordTooLong {}
+
+/// Counts the bytes of each CSV record as they are read and fails with
+/// [`RecordTooLong`] once one passes [`MAX_RECORD`], before the CSV parser
+/// can buffer it. Records end at a line break outside double quotes
+/// (RFC 4180: `""` inside quotes toggles twice, so parity tracking works).
+pub struct CappedRead<R> {
+    inner: R,
+    line: u64,
+    record_start: u64,
+    record_len: usize,
+    in_quotes: bool,
+}
+
+impl<R> CappedRead<R> {
+    pub fn new(inner: R) -> CappedRead<R> {
+        CappedRead {
+            inner,
+            line: 1,
+            record_start: 1,
+            record_len: 0,
+            in_quotes: false,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for CappedRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            match b {
+                b'"' => self.in_quotes = !self.in_quotes,
+                b'\n' => {
+                    self.line += 1;
+                    if !self.in_quotes {
+                        self.record_len = 0;
+                        self.record_start = self.line;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            self.record_len += 1;
+            if self.record_len > MAX_RECORD {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    RecordTooLong {
+                        line: self.record_start,
+                    },
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+type CsvReader = csv::Reader<CappedRead<std::fs::File>>;
+
+fn open_reader(path: &Path) -> Result<CsvReader, LedgerError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| LedgerError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    Ok(csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
-        .from_path(path)
-        .map_err(|e| LedgerError::Invalid(format!("cannot read {}: {e}", path.display())))
+        .from_reader(CappedRead::new(file)))
+}
+
+/// The [`RecordTooLong`] inside a CSV error, as a fatal import error.
+fn too_long(path: &Path, e: &csv::Error) -> Option<LedgerError> {
+    match e.kind() {
+        csv::ErrorKind::Io(io) => io
+            .get_ref()
+            .and_then(|x| x.downcast_ref::<RecordTooLong>())
+            .map(|t| LedgerError::Invalid(format!("{}: {t}", path.display()))),
+        _ => None,
+    }
+}
+
+fn read_header(path: &Path, rdr: &mut CsvReader) -> Result<csv::StringRecord, LedgerError> {
+    rdr.headers().cloned().map_err(|e| {
+        too_long(path, &e)
+            .unwrap_or_else(|| LedgerError::Invalid(format!("line 1: bad header: {e}")))
+    })
 }
 
 fn record_line(rec: &csv::StringRecord, fallback: u64) -> u64 {
@@ -269,10 +406,7 @@ fn validate_file(
     pin_len: (usize, usize),
 ) -> Result<(u64, Vec<RejectedRow>), LedgerError> {
     let mut rdr = open_reader(path)?;
-    let header = rdr
-        .headers()
-        .map_err(|e| LedgerError::Invalid(format!("line 1: bad header: {e}")))?
-        .clone();
+    let header = read_header(path, &mut rdr)?;
     let cols = Columns::from_header(&header)?;
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut rejects = Vec::new();
@@ -284,6 +418,10 @@ fn validate_file(
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
+                // A record over the cap: the reader cannot resync; stop.
+                if let Some(fatal) = too_long(path, &e) {
+                    return Err(fatal);
+                }
                 // Invalid UTF-8 or similar: report the line, keep going.
                 let line = e.position().map(|p| p.line()).unwrap_or(line_guess);
                 rows += 1;
@@ -464,10 +602,7 @@ fn produce(
     tx: tokio::sync::mpsc::Sender<Vec<Prepared>>,
 ) -> Result<(), LedgerError> {
     let mut rdr = open_reader(&path)?;
-    let header = rdr
-        .headers()
-        .map_err(|e| LedgerError::Invalid(format!("line 1: bad header: {e}")))?
-        .clone();
+    let header = read_header(&path, &mut rdr)?;
     let cols = Columns::from_header(&header)?;
     let mut batch = Vec::with_capacity(BATCH);
     let mut rec = csv::StringRecord::new();
@@ -477,7 +612,10 @@ fn produce(
         match rdr.read_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(_) => {
+            Err(e) => {
+                if let Some(fatal) = too_long(&path, &e) {
+                    return Err(fatal);
+                }
                 n += 1;
                 continue; // reported in pass 1
             }
@@ -611,5 +749,32 @@ mod tests {
         assert_eq!(mask_raw_id("110105194912310021"), "110105********0021");
         assert_eq!(mask_raw_id("12345"), "*****");
         assert_eq!(mask_raw_id("身份证"), "***");
+    }
+
+    fn read_all(data: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut CappedRead::new(data), &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn capped_reader_counts_records_not_bytes() {
+        let line = format!("{}\n", "x".repeat(MAX_RECORD));
+        // Many lines at the cap: fine.
+        assert!(read_all(line.repeat(50).as_bytes()).is_ok());
+        // One byte over, on line 3.
+        let over = format!("a\nb\n{}y\nc\n", "x".repeat(MAX_RECORD));
+        let e = read_all(over.as_bytes()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("line 3: record longer than {MAX_RECORD} bytes")
+        );
+        // A quoted field with line breaks is one record, named by its first line.
+        let quoted = format!("h\n\"{}\"\n", "x\n".repeat(MAX_RECORD));
+        let e = read_all(quoted.as_bytes()).unwrap_err();
+        assert!(e.to_string().starts_with("line 2:"), "{e}");
+        // Escaped quotes keep the parity right.
+        let esc = format!("\"a\"\"b\"\n{}", line.repeat(3));
+        assert!(read_all(esc.as_bytes()).is_ok());
     }
 }

@@ -1,4 +1,4 @@
-//! Per-account PIN lockout (DOMAIN.md, "PIN and lockout"): N failures
+//! Per-account PIN lockout (docs/domain.md#pin-and-lockout): N failures
 //! (default 5) within a window (default 24 h) lock the account for a
 //! configured time (default 24 h).
 //!

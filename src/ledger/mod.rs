@@ -1,13 +1,13 @@
 //! The account ledger: SQLite (embedded default) and PostgreSQL.
 //!
-//! Implements DOMAIN.md "The accounts", "PIN and lockout" and "Privacy and
-//! audit": account summaries for authenticated callers, argon2id + pepper PIN
+//! Implements docs/domain.md#accounts, #pin-and-lockout and
+//! #privacy-and-audit: account summaries for authenticated callers, argon2id + pepper PIN
 //! checks ([`pin`]), an atomic per-account lockout ([`lockout`]), a
 //! hash-chained audit log ([`audit`]), CDR storage, CSV import ([`import`])
 //! and the demo accounts ([`demo`]).
 //!
 //! One enum over `SqlitePool`/`PgPool` ([`db::Db`]) with shared SQL using
-//! `$1` placeholders (INTEROP.md, sqlx 0.9); money is BIGINT fen in both
+//! `$1` placeholders (docs/interop.md#crates, sqlx 0.9); money is BIGINT fen in both
 //! dialects. This is I/O code (tokio, the system clock), not a sans-IO core;
 //! every database call is bounded by a timeout so an outage turns into
 //! [`LedgerError::Unavailable`] ("system busy") instead of a stuck call.
@@ -24,6 +24,8 @@ macro_rules! with_db {
 }
 
 pub mod audit;
+pub mod callbacks;
+pub mod cdr_query;
 pub mod db;
 pub mod demo;
 pub mod import;
@@ -40,7 +42,7 @@ use crate::domain::{
     PensionRecord, Pin, StatusRecord, YearMonth,
 };
 
-pub use audit::AuditReport;
+pub use audit::{AuditReport, AuditRow};
 pub use import::{ImportOptions, ImportReport, RejectedRow};
 
 use db::Db;
@@ -141,6 +143,20 @@ pub enum AuditAction {
     Authenticate,
     Query(Insurance),
     Transfer { queue: String },
+}
+
+/// A CDR as the records writer carries it: the record and a unique row id
+/// (random, made at enqueue time) so that replaying a spool after a crash
+/// never stores the same call twice.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CdrRow {
+    pub row_id: String,
+    pub record: CallRecord,
+}
+
+/// A fresh random row id (128 bits, hex).
+pub fn new_row_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// Ledger failures. Messages never carry an ID number, PIN or balance.
@@ -441,6 +457,32 @@ impl Ledger {
         now: SystemTime,
     ) -> Result<AuthOutcome, LedgerError> {
         let now_ms = unix_ms(now);
+        let (outcome, label) = self.check_credentials_at(id, pin, now).await?;
+        self.audit_at(ctx, Some(id), AuditAction::Authenticate, label, now_ms)
+            .await?;
+        tracing::debug!(call_id = %ctx.call_id, outcome = label, "ledger authenticate");
+        Ok(outcome)
+    }
+
+    /// The check of [`Ledger::authenticate`] (lockout included) without the
+    /// audit row: returns the outcome and its audit label (`verified`,
+    /// `rejected`, `locked`, `lockout`). The caller must audit it, e.g.
+    /// through [`crate::records::Records::audit`], before acting on it.
+    pub async fn check_credentials(
+        &self,
+        id: &IdNumber,
+        pin: &Pin,
+    ) -> Result<(AuthOutcome, &'static str), LedgerError> {
+        self.check_credentials_at(id, pin, SystemTime::now()).await
+    }
+
+    async fn check_credentials_at(
+        &self,
+        id: &IdNumber,
+        pin: &Pin,
+        now: SystemTime,
+    ) -> Result<(AuthOutcome, &'static str), LedgerError> {
+        let now_ms = unix_ms(now);
         let state = lockout::load(self, id).await?;
         let (outcome, label) = match state {
             Some(st) if st.locked_until.is_some_and(|t| t > now_ms) => {
@@ -484,10 +526,7 @@ impl Ledger {
                 }
             }
         };
-        self.audit_at(ctx, Some(id), AuditAction::Authenticate, label, now_ms)
-            .await?;
-        tracing::debug!(call_id = %ctx.call_id, outcome = label, "ledger authenticate");
-        Ok(outcome)
+        Ok((outcome, label))
     }
 
     /// The lookup `authenticate` does (lock state and account row, one
@@ -530,6 +569,48 @@ impl Ledger {
             outcome: outcome.to_owned(),
         };
         audit::append(self, &entry).await
+    }
+
+    /// An audit row for the records writer, stamped now: the ID as keyed
+    /// hash, the caller masked, a fresh row id. The chain link is made when
+    /// the row is inserted ([`Ledger::write_records`]).
+    pub fn audit_row(
+        &self,
+        ctx: &AuditContext,
+        id: Option<&IdNumber>,
+        action: AuditAction,
+        outcome: &str,
+    ) -> AuditRow {
+        let (action, insurance, queue) = audit::action_columns(&action);
+        AuditRow {
+            row_id: new_row_id(),
+            at_ms: unix_ms(SystemTime::now()),
+            call_id: ctx.call_id.clone(),
+            caller_masked: crate::domain::mask_caller(&ctx.caller),
+            id_hash: id.map(|i| self.id_hash(i)),
+            action: action.to_owned(),
+            insurance,
+            queue,
+            outcome: outcome.to_owned(),
+        }
+    }
+
+    /// Stores a batch of CDRs and audit rows in one transaction (see
+    /// [`audit::write_batch`]); idempotent by row id, so a batch may be
+    /// written again after an ambiguous failure.
+    pub async fn write_records(
+        &self,
+        cdrs: &[CdrRow],
+        audits: &[AuditRow],
+    ) -> Result<(), LedgerError> {
+        audit::write_batch(self, cdrs, audits).await
+    }
+
+    /// Whether the database answers a trivial query (for health).
+    pub async fn ping(&self) -> Result<(), LedgerError> {
+        let _: i64 =
+            with_db!(self, p => sqlx::query_scalar("SELECT CAST(1 AS BIGINT)").fetch_one(p))?;
+        Ok(())
     }
 
     /// Verifies the audit hash chain.

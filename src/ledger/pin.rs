@@ -1,6 +1,6 @@
 //! PIN hashing: argon2id (RFC 9106) with a server-side pepper.
 //!
-//! A 6-digit PIN has only 10⁶ values (DOMAIN.md, "PIN and lockout"), so the
+//! A 6-digit PIN has only 10⁶ values (docs/domain.md#pin-and-lockout), so the
 //! hash alone cannot protect it against someone holding a copy of the
 //! database. The pepper, passed as argon2's secret input `K` (RFC 9106 §3.1),
 //! lives in configuration (`IVR12333_LEDGER__PIN_PEPPER`), never in the database: without

@@ -24,11 +24,19 @@
 //! * a new SSRC starts a new stream (its first event is reported);
 //! * one narrow exception to "a key is reported once": a *start* packet
 //!   (marker bit, duration ≤ one packet, no E bit) for a key whose event is
-//!   already over starts a new press. SIPp's `play_pcap_audio` replays a
-//!   capture unchanged, so a caller entering "11" sends the same SSRC,
-//!   timestamp and sequence numbers twice; without this rule the second
-//!   "1" would be lost. Duplicated or late updates and end packets have no
-//!   marker and never re-trigger.
+//!   already over starts a new press **only when that event was itself
+//!   opened by a start packet**. SIPp's `play_pcap_audio` replays a capture
+//!   unchanged, so a caller entering "11" sends the same SSRC, timestamp and
+//!   sequence numbers twice: the first round began with its start packet,
+//!   the replay begins with the same start packet again and counts. On a
+//!   jittery line the start packet of a press can instead arrive *after*
+//!   that press's updates or end packets (100 ms, 300 ms, a second late);
+//!   that event was opened by a non-start packet, so the late start is
+//!   absorbed and the key counts once. Duplicated or late updates and end
+//!   packets have no marker and never re-trigger. What the rule cannot tell
+//!   apart: a press whose start packet arrived first *and* is duplicated by
+//!   the network and delivered again after the end packets counts twice
+//!   (it is byte-for-byte a replay).
 //!
 //! Events above 15 (flash, modem tones) and payloads shorter than 4 bytes
 //! are ignored (see [`super::rtp::parse_event`]).
@@ -77,6 +85,9 @@ struct Current {
     event: u8,
     ended: bool,
     last_seen: Instant,
+    /// The first packet seen of this event was its start packet (see the
+    /// replay rule in the module docs).
+    opened_by_start: bool,
 }
 
 impl Current {
@@ -92,7 +103,8 @@ impl Current {
 #[derive(Clone)]
 pub struct Rfc4733Receiver {
     current: Option<Current>,
-    recent: [Option<(u32, u32)>; RECENT],
+    /// Finished events: `(ssrc, timestamp, opened_by_start)`.
+    recent: [Option<(u32, u32, bool)>; RECENT],
     next_recent: usize,
 }
 
@@ -128,22 +140,24 @@ impl Rfc4733Receiver {
         ev: TelephoneEvent,
     ) -> Option<char> {
         // A start packet (marker, no duration yet) for a key whose event is
-        // already over: a replayed capture (SIPp's play_pcap_audio resends a
+        // already over counts again only when that event began with its own
+        // start packet: a replayed capture (SIPp's play_pcap_audio resends a
         // pcap's packets unchanged, so pressing "1" twice repeats the same
-        // SSRC and timestamp). Only a start packet qualifies, so duplicated
-        // or late updates and end packets still never re-trigger.
+        // SSRC and timestamp). A start packet that arrives after the updates
+        // or end packets of its press (jitter) finds an event opened by
+        // another packet and is absorbed.
         let restart = marker && !ev.end && ev.duration <= RESTART_MAX_DURATION;
         if let Some(cur) = self.current.as_mut()
             && cur.ssrc == ssrc
             && cur.timestamp == timestamp
         {
-            if !(restart && cur.is_over(now)) {
+            if !(restart && cur.opened_by_start && cur.is_over(now)) {
                 cur.last_seen = now;
                 cur.ended |= ev.end;
                 return None;
             }
-        } else if self.recent.contains(&Some((ssrc, timestamp))) {
-            if !restart {
+        } else if let Some(opened_by_start) = self.recent_event(ssrc, timestamp) {
+            if !(restart && opened_by_start) {
                 return None;
             }
         } else if let Some(cur) = self.current
@@ -163,7 +177,7 @@ impl Rfc4733Receiver {
                 && (SEGMENT_MIN..=SEGMENT_MAX).contains(&delta)
             {
                 // Next segment of the same long press.
-                self.remember(cur.ssrc, cur.timestamp);
+                self.remember(cur);
                 self.current = Some(Current {
                     timestamp,
                     ended: ev.end,
@@ -174,7 +188,7 @@ impl Rfc4733Receiver {
             }
         }
         if let Some(cur) = self.current {
-            self.remember(cur.ssrc, cur.timestamp);
+            self.remember(cur);
         }
         self.current = Some(Current {
             ssrc,
@@ -182,6 +196,7 @@ impl Rfc4733Receiver {
             event: ev.event,
             ended: ev.end,
             last_seen: now,
+            opened_by_start: restart,
         });
         event_char(ev.event)
     }
@@ -192,12 +207,28 @@ impl Rfc4733Receiver {
         self.current.is_some_and(|c| !c.is_over(now))
     }
 
-    fn remember(&mut self, ssrc: u32, timestamp: u32) {
-        if self.recent.contains(&Some((ssrc, timestamp))) {
+    /// Whether `(ssrc, timestamp)` is a finished event, and if so whether it
+    /// was opened by its start packet.
+    fn recent_event(&self, ssrc: u32, timestamp: u32) -> Option<bool> {
+        self.recent
+            .iter()
+            .flatten()
+            .find(|(s, t, _)| *s == ssrc && *t == timestamp)
+            .map(|&(_, _, opened)| opened)
+    }
+
+    fn remember(&mut self, cur: Current) {
+        if let Some(slot) = self
+            .recent
+            .iter_mut()
+            .flatten()
+            .find(|(s, t, _)| *s == cur.ssrc && *t == cur.timestamp)
+        {
+            slot.2 = cur.opened_by_start;
             return;
         }
         if let Some(slot) = self.recent.get_mut(self.next_recent) {
-            *slot = Some((ssrc, timestamp));
+            *slot = Some((cur.ssrc, cur.timestamp, cur.opened_by_start));
         }
         self.next_recent = (self.next_recent + 1) % RECENT;
     }
@@ -437,6 +468,40 @@ mod tests {
             r.handle(ms(t0, 950), 1, 23200, false, ev(2, true, 800)),
             None
         );
+    }
+
+    #[test]
+    fn late_start_packet_after_its_end_counts_once() {
+        for late in [100u64, 300, 1000] {
+            let t0 = Instant::now();
+            let mut r = Rfc4733Receiver::new();
+            // updates and ends of '1' arrive first, its start `late` ms late
+            assert_eq!(
+                r.handle(ms(t0, 50), 1, 8000, false, ev(1, false, 400)),
+                Some('1')
+            );
+            for k in 0..3 {
+                assert_eq!(
+                    r.handle(ms(t0, 140 + k), 1, 8000, false, ev(1, true, 1120)),
+                    None
+                );
+            }
+            assert_eq!(
+                r.handle(ms(t0, late), 1, 8000, true, ev(1, false, 0)),
+                None,
+                "start {late} ms late"
+            );
+            // the same after the next key started (the event is in the ring)
+            assert_eq!(
+                r.handle(ms(t0, 1200), 1, 16000, false, ev(2, true, 800)),
+                Some('2')
+            );
+            assert_eq!(
+                r.handle(ms(t0, 1200 + late), 1, 16000, true, ev(2, false, 0)),
+                None,
+                "start {late} ms late, ring"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Media: G.711, RTP, DTMF detection, SDP offer/answer and prompt playback.
 
+pub mod bridge;
 pub mod clip;
 pub mod dtmf;
 pub mod g711;

@@ -15,9 +15,15 @@
 //!    ⌈n·8000/rate⌉, startup delay removed);
 //! 3. trim leading and trailing silence (below [`TRIM_THRESHOLD`], keeping
 //!    [`TRIM_KEEP_MS`] before the first and after the last loud sample);
-//! 4. raised-cosine fades of [`FADE_MS`] at both edges, so that joining
+//! 4. loudness (library loads only, [`PromptLibrary::load_with`]): measure
+//!    the active speech level ([`active_level`], ITU-T P.56 method B) and
+//!    apply one gain so that it sits at the configured target (default
+//!    [`DEFAULT_TARGET_DBOV`]), limited so that the peak stays at or below
+//!    [`DEFAULT_CEILING_DBFS`]: a prompt that cannot reach the target without
+//!    clipping stays quieter and is reported by `ivr12333 prompts check`;
+//! 5. raised-cosine fades of [`FADE_MS`] at both edges, so that joining
 //!    segments (a readout is many of them) never clicks;
-//! 5. [`Clip::from_pcm`]: pad to whole 20 ms frames and encode both codecs.
+//! 6. [`Clip::from_pcm`]: pad to whole 20 ms frames and encode both codecs.
 //!
 //! Files are hostile input: every failure is a [`PromptError`] naming the id
 //! and file, never a panic, and a file longer than [`MAX_SECONDS`] is refused
@@ -160,6 +166,55 @@ pub fn prompt_file(dir: &Path, id: &str) -> Option<PathBuf> {
 struct Prompt {
     entry: ManifestEntry,
     clip: SharedClip,
+    report: LevelReport,
+}
+
+/// Default active speech level of every prompt (dBov: 0 dBov is the RMS of
+/// a full-scale square wave, so a full-scale sine is −3 dBov).
+pub const DEFAULT_TARGET_DBOV: f32 = -26.0;
+/// Default peak limit after the gain (dB relative to full scale).
+pub const DEFAULT_CEILING_DBFS: f32 = -1.0;
+
+/// How the library matches loudness (config `[prompts]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Loudness {
+    /// Active speech level every prompt is brought to; `None` leaves the
+    /// files' own levels.
+    pub target_dbov: Option<f32>,
+    /// The gain never lifts a peak above this.
+    pub ceiling_dbfs: f32,
+}
+
+impl Default for Loudness {
+    fn default() -> Self {
+        Loudness {
+            target_dbov: Some(DEFAULT_TARGET_DBOV),
+            ceiling_dbfs: DEFAULT_CEILING_DBFS,
+        }
+    }
+}
+
+/// What loading one file found and did (for `ivr12333 prompts check`).
+/// Levels are dBov ([`active_level`]); `None` for no active speech.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelReport {
+    /// After trimming, at 8 kHz.
+    pub duration_ms: u32,
+    pub level_before: Option<f32>,
+    pub level_after: Option<f32>,
+    /// Gain applied (dB).
+    pub gain_db: f32,
+    /// Whether the ceiling held the gain below the target.
+    pub gain_limited: bool,
+    /// Peak after the gain (dBFS).
+    pub peak_after_dbfs: f32,
+    /// Runs of 3+ consecutive samples at full scale in the source file: a
+    /// recording that clipped.
+    pub clipped_runs: u32,
+    /// Silence (below the trim threshold) at each end of the file, before
+    /// trimming.
+    pub leading_silence_ms: u32,
+    pub trailing_silence_ms: u32,
 }
 
 /// Every prompt of a deployment, decoded once and shared by all calls.
@@ -184,6 +239,11 @@ impl PromptLibrary {
     /// for every id. Any missing or unreadable file is an error naming the
     /// file and the id.
     pub fn load(dir: &Path) -> Result<PromptLibrary, PromptError> {
+        Self::load_with(dir, &Loudness::default())
+    }
+
+    /// As [`PromptLibrary::load`], with the loudness settings of the config.
+    pub fn load_with(dir: &Path, loudness: &Loudness) -> Result<PromptLibrary, PromptError> {
         let entries = read_manifest(dir)?;
         let mut prompts = HashMap::with_capacity(entries.len());
         let mut order = Vec::with_capacity(entries.len());
@@ -192,17 +252,19 @@ impl PromptLibrary {
                 id: entry.id.clone(),
                 dir: dir.to_path_buf(),
             })?;
-            let clip = load_clip(&path).map_err(|reason| PromptError::Audio {
-                id: entry.id.clone(),
-                path: path.clone(),
-                reason,
-            })?;
+            let (pcm, report) =
+                load_normalised(&path, loudness).map_err(|reason| PromptError::Audio {
+                    id: entry.id.clone(),
+                    path: path.clone(),
+                    reason,
+                })?;
             order.push(entry.id.clone());
             prompts.insert(
                 entry.id.clone(),
                 Prompt {
                     entry,
-                    clip: Arc::new(clip),
+                    clip: Arc::new(Clip::from_pcm(&pcm)),
+                    report,
                 },
             );
         }
@@ -229,6 +291,23 @@ impl PromptLibrary {
     /// The manifest entry (text, category) of a prompt.
     pub fn entry(&self, id: &str) -> Option<&ManifestEntry> {
         self.prompts.get(id).map(|p| &p.entry)
+    }
+
+    /// Levels, gain, clipping and silence found when loading a prompt.
+    pub fn report(&self, id: &str) -> Option<&LevelReport> {
+        self.prompts.get(id).map(|p| &p.report)
+    }
+
+    /// Playing time of every prompt in ms (whole 20 ms frames), for the
+    /// flow's record of cut-off prompts.
+    pub fn durations_ms(&self) -> HashMap<String, u32> {
+        self.prompts
+            .iter()
+            .map(|(id, p)| {
+                let ms = p.clip.frame_count().saturating_mul(20);
+                (id.clone(), u32::try_from(ms).unwrap_or(u32::MAX))
+            })
+            .collect()
     }
 
     /// Number segments the speller can produce that this library lacks
@@ -298,6 +377,154 @@ pub fn load_pcm(path: &Path) -> Result<Vec<i16>, AudioError> {
     let mut v = trimmed.to_vec();
     apply_fades(&mut v);
     Ok(v.iter().map(|&x| to_i16(x)).collect())
+}
+
+/// The whole pipeline with loudness matching: 8 kHz mono samples, trimmed,
+/// brought to `loudness` (gain limited by the ceiling), faded; and what was
+/// measured. A file without anything above the trim threshold is
+/// [`AudioError::Silent`].
+pub fn load_normalised(
+    path: &Path,
+    loudness: &Loudness,
+) -> Result<(Vec<i16>, LevelReport), AudioError> {
+    let (mono, rate) = decode_mono(path)?;
+    let clipped_runs = clipped_runs(&mono);
+    let resampled = resample_to_8k(&mono, rate)?;
+    let loud = |x: &f32| x.abs() > TRIM_THRESHOLD;
+    let to_ms = |n: usize| u32::try_from(n as u64 * 1000 / u64::from(RATE)).unwrap_or(u32::MAX);
+    let leading = resampled.iter().position(loud).unwrap_or(resampled.len());
+    let trailing = resampled
+        .iter()
+        .rposition(loud)
+        .map_or(resampled.len(), |i| resampled.len() - 1 - i);
+    let trimmed = trim_silence(&resampled).ok_or(AudioError::Silent)?;
+    let mut v = trimmed.to_vec();
+    let before = active_level(&v, RATE);
+    let peak = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let mut gain_db = 0.0f32;
+    let mut limited = false;
+    if let (Some(target), Some(level)) = (loudness.target_dbov, before) {
+        gain_db = target - level;
+        if peak > 0.0 {
+            let headroom = loudness.ceiling_dbfs - 20.0 * peak.log10();
+            if gain_db > headroom {
+                gain_db = headroom;
+                limited = true;
+            }
+        }
+        let g = 10f32.powf(gain_db / 20.0);
+        for x in &mut v {
+            *x *= g;
+        }
+    }
+    apply_fades(&mut v);
+    let after = active_level(&v, RATE);
+    let peak_after = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let report = LevelReport {
+        duration_ms: to_ms(v.len()),
+        level_before: before,
+        level_after: after,
+        gain_db,
+        gain_limited: limited,
+        peak_after_dbfs: if peak_after > 0.0 {
+            20.0 * peak_after.log10()
+        } else {
+            f32::NEG_INFINITY
+        },
+        clipped_runs,
+        leading_silence_ms: to_ms(leading),
+        trailing_silence_ms: to_ms(trailing),
+    };
+    Ok((v.iter().map(|&x| to_i16(x)).collect(), report))
+}
+
+/// Runs of 3 or more consecutive samples at (or within 0.1 % of) full scale:
+/// the flat tops a clipped recording leaves.
+pub fn clipped_runs(pcm: &[f32]) -> u32 {
+    let mut runs = 0u32;
+    let mut len = 0usize;
+    for x in pcm {
+        if x.abs() >= 0.999 {
+            len += 1;
+            if len == 3 {
+                runs = runs.saturating_add(1);
+            }
+        } else {
+            len = 0;
+        }
+    }
+    runs
+}
+
+/// Active speech level in dBov of `pcm` (full scale ±1.0) at `rate`,
+/// ITU-T P.56 method B: the envelope (two cascaded first-order smoothers
+/// of |x| with a 30 ms time constant) is compared with 15 thresholds
+/// 2⁻¹⁵ … 2⁻¹ of full scale, each with a 200 ms hangover; for each
+/// threshold the mean power over the samples it counts as active is taken,
+/// and the level is where that active power lies 15.9 dB above the
+/// threshold (linear interpolation in dB between neighbouring thresholds).
+/// `None` when no sample is active (silence).
+pub fn active_level(pcm: &[f32], rate: u32) -> Option<f32> {
+    const THRESHOLDS: usize = 15;
+    const MARGIN_DB: f64 = 15.9;
+    if pcm.is_empty() || rate == 0 {
+        return None;
+    }
+    let fs = f64::from(rate);
+    let g = (-1.0 / (fs * 0.03)).exp();
+    let hang_max = (fs * 0.2).ceil() as u64;
+    let c: Vec<f64> = (0..THRESHOLDS).map(|j| 2f64.powi(j as i32 - 15)).collect();
+    let mut active = [0u64; THRESHOLDS];
+    let mut hang = [hang_max; THRESHOLDS];
+    let (mut p, mut q, mut energy) = (0f64, 0f64, 0f64);
+    for &x in pcm {
+        let x = f64::from(x);
+        energy += x * x;
+        p = g * p + (1.0 - g) * x.abs();
+        q = g * q + (1.0 - g) * p;
+        for j in 0..THRESHOLDS {
+            if q >= c[j] {
+                active[j] += 1;
+                hang[j] = 0;
+            } else if hang[j] < hang_max {
+                active[j] += 1;
+                hang[j] += 1;
+            }
+        }
+    }
+    if energy <= 0.0 {
+        return None;
+    }
+    let db = |x: f64| 10.0 * x.log10();
+    // A_j − C_j: active power over threshold j, in dB.
+    let delta = |j: usize| -> Option<(f64, f64)> {
+        let n = *active.get(j)?;
+        if n == 0 {
+            return None;
+        }
+        let a = db(energy / n as f64);
+        let cj = 20.0 * c[j].log10();
+        Some((a, a - cj))
+    };
+    let (mut prev_a, mut prev_d) = delta(0)?;
+    if prev_d <= MARGIN_DB {
+        return Some(prev_a as f32);
+    }
+    for j in 1..THRESHOLDS {
+        let Some((a, d)) = delta(j) else {
+            break;
+        };
+        if d <= MARGIN_DB {
+            // Interpolate the active level where A − C crosses the margin.
+            let t = (prev_d - MARGIN_DB) / (prev_d - d);
+            return Some((prev_a + t * (a - prev_a)) as f32);
+        }
+        prev_a = a;
+        prev_d = d;
+    }
+    // Even the highest threshold leaves more than the margin: very loud
+    // material; its active level is the last one computed.
+    Some(prev_a as f32)
 }
 
 fn to_i16(x: f32) -> i16 {

@@ -477,6 +477,17 @@ impl MediaSession {
         self.stats
     }
 
+    /// The source the session latched to (the first that sent valid RTP),
+    /// if any.
+    pub fn latched(&self) -> Option<SocketAddr> {
+        self.latched
+    }
+
+    /// The address the peer's SDP names.
+    pub fn sdp_remote(&self) -> Option<SocketAddr> {
+        self.sdp_remote
+    }
+
     /// Where packets go now (latched source, else the SDP address).
     pub fn destination(&self) -> Option<SocketAddr> {
         self.latched.or(self.sdp_remote)
@@ -534,6 +545,19 @@ fn push_digit(events: &mut VecDeque<MediaEvent>, digit: char, source: DigitSourc
         .filter(|e| matches!(e, MediaEvent::Digit { .. }))
         .count();
     if queued < MAX_QUEUED_DIGITS {
+        // Counts by source only, never the digit (the console's DTMF chart).
+        // Literal labels make static metric keys: no allocation per digit.
+        match source {
+            DigitSource::Rfc4733 => {
+                metrics::counter!("ivr_dtmf_digits_total", "source" => "rfc4733").increment(1)
+            }
+            DigitSource::Info => {
+                metrics::counter!("ivr_dtmf_digits_total", "source" => "info").increment(1)
+            }
+            DigitSource::Inband => {
+                metrics::counter!("ivr_dtmf_digits_total", "source" => "inband").increment(1)
+            }
+        }
         events.push_back(MediaEvent::Digit { digit, source });
     }
 }

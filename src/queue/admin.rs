@@ -11,6 +11,12 @@
 //! | POST | `/agents/{id}/logout` | |
 //! | POST | `/agents/{id}/pause` / `unpause` | |
 //! | GET  | `/calls` | calls in progress ([`QueueControl::active_calls`]) |
+//! | GET  | `/callbacks` | open callback bookings, oldest first (`?all=1`: done ones too) |
+//! | POST | `/callbacks/{id}/done` | JSON `{"done_by": "agent name"}` |
+//!
+//! The callback routes ([`callbacks_router`]) read the ledger's bookings:
+//! the ID appears only masked (`110105********002X`); the number to call
+//! back is shown in full because the agent dials it by hand.
 //!
 //! Responses are JSON; errors are `{"error": "..."}` with 404 for an
 //! unknown queue or agent and 400 for a bad body. The interface is trusted
@@ -67,7 +73,7 @@ pub struct SharedQueueSet {
 
 impl SharedQueueSet {
     /// `clock` is normally `Arc::new(Instant::now)`; `wake` nudges the
-    /// driver loop to drain [`QueueSet::poll_action`] and re-read
+    /// driver loop to drain [`QueueSet::poll_event`] and re-read
     /// [`QueueSet::poll_timeout`] (e.g. a `tokio::sync::Notify`).
     pub fn new(inner: Arc<Mutex<QueueSet>>, clock: Clock, wake: Wake) -> SharedQueueSet {
         SharedQueueSet { inner, clock, wake }
@@ -263,4 +269,67 @@ async fn unpause(State(c): State<Ctl>, Path(id): Path<String>) -> Response {
 
 async fn calls(State(c): State<Ctl>) -> Response {
     Json(c.active_calls()).into_response()
+}
+
+// ---- callback bookings (预约回拨) ------------------------------------------
+
+/// `GET /callbacks` and `POST /callbacks/{id}/done` over the ledger's
+/// bookings (see the module docs); merged by the runtime next to the queue
+/// routes.
+pub fn callbacks_router(ledger: crate::ledger::Ledger) -> Router {
+    Router::new()
+        .route("/callbacks", get(list_callbacks))
+        .route("/callbacks/{id}/done", post(callback_done))
+        .with_state(ledger)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    all: Option<String>,
+}
+
+fn ledger_error(e: crate::ledger::LedgerError) -> Response {
+    use crate::ledger::LedgerError as E;
+    match e {
+        E::NotFound => error(StatusCode::NOT_FOUND, "no such callback"),
+        E::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
+        E::Unavailable(_) => error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "database error"),
+    }
+}
+
+async fn list_callbacks(
+    State(l): State<crate::ledger::Ledger>,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> Response {
+    let all = q.all.as_deref().is_some_and(|v| v == "1" || v == "true");
+    match l.list_callbacks(all).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => ledger_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DoneBody {
+    done_by: String,
+}
+
+async fn callback_done(
+    State(l): State<crate::ledger::Ledger>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return error(StatusCode::BAD_REQUEST, "callback id is a number");
+    };
+    let body = match serde_json::from_slice::<DoneBody>(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")),
+    };
+    match l.callback_done(id, body.done_by.trim()).await {
+        Ok(row) => Json(row).into_response(),
+        Err(e) => ledger_error(e),
+    }
 }

@@ -16,7 +16,7 @@
 //! - **Unknown users are indistinguishable from wrong passwords**: same
 //!   error, same challenge, and the full digest computation is done with a
 //!   dummy secret so that the work (and time) is the same (RFC 7616 §5.2's
-//!   concern about user enumeration; DOMAIN.md's rule that the line never
+//!   concern about user enumeration; docs/domain.md#pin-and-lockout: the line never
 //!   reveals what exists).
 //!
 //! The secret returned by the lookup is either the plain password or a
@@ -24,9 +24,25 @@
 //! §3.4.2: servers may store H(username:realm:password) instead). An HA1
 //! is only usable with its own algorithm and realm.
 //!
-//! Nothing here logs or prints user names, passwords or digests.
+//! - **Guessing resistance** ([`GuessLimits`], [`DigestAuth::verify_from`]):
+//!   wrong answers are counted per agent and per source address. Too many
+//!   for one agent within the window lock that agent (the lock doubles for
+//!   each further lock without a good login in between); too many from one
+//!   address block that address, and a blocked address adds nothing to any
+//!   agent's count, so one address can lock at most
+//!   `source_max_failures / max_failures` agents per window instead of all
+//!   of them. The address an agent last logged in from stays usable while
+//!   that agent is locked (its own phone is not locked out by someone
+//!   else's guessing). While locked or blocked even the right password is
+//!   refused, with exactly the 401 of a wrong one and after the same work,
+//!   so the answer reveals neither the lock nor the password.
+//!
+//! Nothing here logs or prints passwords or digests; user names are
+//! logged only when they are configured agents (an attacker's made-up
+//! names never reach the log).
 
-use std::collections::HashMap;
+use core::net::IpAddr;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -115,6 +131,7 @@ pub struct DigestAuth {
     /// still live; they count as stale so their holders are re-challenged
     /// (otherwise a captured response could be replayed).
     evicted_upto: u64,
+    guard: GuessGuard,
 }
 
 impl std::fmt::Debug for DigestAuth {
@@ -147,7 +164,59 @@ impl DigestAuth {
             seen: HashMap::new(),
             max_tracked: 100_000,
             evicted_upto: 0,
+            guard: GuessGuard::new(GuessLimits::default()),
         }
+    }
+
+    /// Sets the guessing limits used by [`DigestAuth::verify_from`].
+    pub fn with_guessing_limits(mut self, limits: GuessLimits) -> DigestAuth {
+        self.guard = GuessGuard::new(limits);
+        self
+    }
+
+    /// [`DigestAuth::verify_for_uri`] for a request from `source`, with
+    /// guessing resistance (see the module docs): a wrong answer is counted
+    /// against the agent and the source; while either is locked the result
+    /// is [`DigestError::Unauthorized`], whatever the credentials.
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify_from(
+        &mut self,
+        method: &str,
+        request_uri: &str,
+        authorization: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+        now_unix: u64,
+        source: IpAddr,
+    ) -> Result<String, DigestError> {
+        let mut user = None;
+        let result = self.verify_core(
+            method,
+            Some(request_uri),
+            authorization,
+            |u| {
+                let found = lookup(u);
+                if found.is_some() {
+                    user = Some(u.to_owned());
+                }
+                found
+            },
+            now_unix,
+        );
+        self.guard.judge(now_unix, user.as_deref(), source, result)
+    }
+
+    /// Writes the failure summary when its interval is over (call it now
+    /// and then; a summary is also written on the next attempt).
+    pub fn handle_timeout(&mut self, now_unix: u64) {
+        self.guard.flush_due(now_unix);
+    }
+
+    /// Whether logins for `agent` are locked at `now_unix` (admin view).
+    pub fn agent_locked(&self, agent: &str, now_unix: u64) -> bool {
+        self.guard
+            .agents
+            .get(agent)
+            .is_some_and(|a| a.locked_until > now_unix)
     }
 
     /// Restricts or reorders the offered algorithms (first = preferred).
@@ -251,6 +320,17 @@ impl DigestAuth {
         lookup: impl Fn(&str) -> Option<String>,
         now_unix: u64,
     ) -> Result<String, DigestError> {
+        self.verify_core(method, request_uri, authorization, lookup, now_unix)
+    }
+
+    fn verify_core(
+        &mut self,
+        method: &str,
+        request_uri: Option<&str>,
+        authorization: &str,
+        mut lookup: impl FnMut(&str) -> Option<String>,
+        now_unix: u64,
+    ) -> Result<String, DigestError> {
         let p = Credentials::parse(authorization)?;
         if !p.qop.eq_ignore_ascii_case("auth") {
             return Err(DigestError::Malformed);
@@ -263,17 +343,21 @@ impl DigestAuth {
             return Err(DigestError::UnsupportedAlgorithm);
         }
         if request_uri.is_some_and(|u| u != p.uri) {
+            // Counted as a failure for the named agent too (a guesser must
+            // not get free tries by varying the uri).
+            let _ = lookup(&p.username);
             return Err(DigestError::Unauthorized);
         }
         let nc = parse_nc(&p.nc)?;
         // A nonce we did not issue (or for another realm) is a plain
         // failure; it says nothing about the user.
-        let ts = self
+        let Some(ts) = self
             .check_nonce(&p.nonce, &p.realm)
-            .ok_or(DigestError::Unauthorized)?;
-        if ts > now_unix.saturating_add(60) {
+            .filter(|ts| *ts <= now_unix.saturating_add(60))
+        else {
+            let _ = lookup(&p.username);
             return Err(DigestError::Unauthorized);
-        }
+        };
         let stale = now_unix.saturating_sub(ts) > self.nonce_lifetime || ts <= self.evicted_upto;
 
         // Same work whether the user exists or not: compute the full
@@ -549,6 +633,271 @@ impl Credentials {
     }
 }
 
+/// Guessing limits for agent logins (`[agent_auth]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuessLimits {
+    /// Wrong answers for one agent within `window_secs` that lock it.
+    pub max_failures: u32,
+    /// Wrong answers from one source within `window_secs` that block it.
+    pub source_max_failures: u32,
+    pub window_secs: u64,
+    /// The first lock (and block); each further lock of the same agent
+    /// without a good login in between doubles, up to `max_lock_secs`.
+    pub lock_secs: u64,
+    pub max_lock_secs: u64,
+    /// Failures are summarised in the log once per this many seconds.
+    pub log_interval_secs: u64,
+}
+
+impl Default for GuessLimits {
+    fn default() -> Self {
+        GuessLimits {
+            max_failures: 5,
+            source_max_failures: 20,
+            window_secs: 300,
+            lock_secs: 900,
+            max_lock_secs: 86_400,
+            log_interval_secs: 60,
+        }
+    }
+}
+
+/// Sources tracked at once; beyond, new sources are not counted (the
+/// per-agent lock still applies to them).
+const MAX_SOURCES: usize = 65_536;
+
+#[derive(Debug, Default)]
+struct AgentFailures {
+    /// Times of wrong answers within the window (at most `max_failures`).
+    recent: VecDeque<u64>,
+    locked_until: u64,
+    /// Locks since the last good login (the next lock is 2^strikes longer).
+    strikes: u32,
+    /// Where the agent last logged in successfully: exempt from its lock.
+    good_source: Option<IpAddr>,
+}
+
+#[derive(Debug, Default)]
+struct SourceFailures {
+    recent: VecDeque<u64>,
+    blocked_until: u64,
+}
+
+/// Counts for the periodic summary line, per agent.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    wrong: u64,
+    refused_locked: u64,
+}
+
+/// Per-agent and per-source failure counting; sans-IO (`now_unix` in).
+#[derive(Debug)]
+struct GuessGuard {
+    limits: GuessLimits,
+    agents: HashMap<String, AgentFailures>,
+    sources: HashMap<IpAddr, SourceFailures>,
+    last_prune: u64,
+    /// Summary since `summary_since`: configured agent (or "" for names
+    /// that are not agents) → counts.
+    summary: HashMap<String, Tally>,
+    summary_sources: HashSet<IpAddr>,
+    summary_since: Option<u64>,
+}
+
+fn push_window(recent: &mut VecDeque<u64>, now: u64, window: u64, cap: usize) -> usize {
+    while recent
+        .front()
+        .is_some_and(|t| now.saturating_sub(*t) >= window)
+    {
+        recent.pop_front();
+    }
+    recent.push_back(now);
+    while recent.len() > cap.max(1) {
+        recent.pop_front();
+    }
+    recent.len()
+}
+
+impl GuessGuard {
+    fn new(limits: GuessLimits) -> GuessGuard {
+        GuessGuard {
+            limits,
+            agents: HashMap::new(),
+            sources: HashMap::new(),
+            last_prune: 0,
+            summary: HashMap::new(),
+            summary_sources: HashSet::new(),
+            summary_since: None,
+        }
+    }
+
+    /// Applies the limits to a verification `result` for `user` (Some only
+    /// for a configured agent) from `source`.
+    fn judge(
+        &mut self,
+        now: u64,
+        user: Option<&str>,
+        source: IpAddr,
+        result: Result<String, DigestError>,
+    ) -> Result<String, DigestError> {
+        self.flush_due(now);
+        let source_blocked = self
+            .sources
+            .get(&source)
+            .is_some_and(|s| s.blocked_until > now);
+        let agent_locked = user
+            .and_then(|u| self.agents.get(u))
+            .is_some_and(|a| a.locked_until > now && a.good_source != Some(source));
+        let wrong = matches!(result, Err(DigestError::Unauthorized));
+        if source_blocked || agent_locked {
+            if result.is_ok() || wrong {
+                self.tally(now, user, source, false);
+                metrics::counter!("ivr_agent_auth_failures_total", "reason" => "locked")
+                    .increment(1);
+                // A blocked source adds nothing to any agent's count; one
+                // that keeps guessing at a locked agent gets blocked itself.
+                if wrong && !source_blocked {
+                    self.source_failure(now, source);
+                }
+            }
+            return match result {
+                Ok(_) => Err(DigestError::Unauthorized),
+                other => other,
+            };
+        }
+        match &result {
+            Ok(agent) => {
+                let a = self.agents.entry(agent.clone()).or_default();
+                a.recent.clear();
+                a.strikes = 0;
+                a.good_source = Some(source);
+            }
+            Err(DigestError::Unauthorized) => {
+                self.tally(now, user, source, true);
+                metrics::counter!("ivr_agent_auth_failures_total", "reason" => "wrong")
+                    .increment(1);
+                self.source_failure(now, source);
+                if let Some(u) = user {
+                    self.agent_failure(now, u);
+                }
+            }
+            // Malformed, stale, replayed: not a guess at the password.
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn agent_failure(&mut self, now: u64, agent: &str) {
+        let l = &self.limits;
+        let a = self.agents.entry(agent.to_owned()).or_default();
+        let n = push_window(&mut a.recent, now, l.window_secs, l.max_failures as usize);
+        if n >= l.max_failures as usize {
+            let secs = l
+                .lock_secs
+                .saturating_mul(1u64 << a.strikes.min(20))
+                .min(l.max_lock_secs.max(l.lock_secs));
+            a.locked_until = now.saturating_add(secs);
+            a.strikes = a.strikes.saturating_add(1);
+            a.recent.clear();
+            tracing::warn!(
+                agent,
+                failures = n,
+                lock_secs = secs,
+                "agent login locked after repeated wrong digest answers"
+            );
+        }
+    }
+
+    fn source_failure(&mut self, now: u64, source: IpAddr) {
+        if !self.sources.contains_key(&source) && self.sources.len() >= MAX_SOURCES {
+            self.prune(now);
+            if self.sources.len() >= MAX_SOURCES {
+                return;
+            }
+        }
+        let l = &self.limits;
+        let s = self.sources.entry(source).or_default();
+        let n = push_window(
+            &mut s.recent,
+            now,
+            l.window_secs,
+            l.source_max_failures as usize,
+        );
+        if n >= l.source_max_failures as usize {
+            s.blocked_until = now.saturating_add(l.lock_secs);
+            s.recent.clear();
+            tracing::warn!(
+                %source,
+                failures = n,
+                block_secs = l.lock_secs,
+                "source blocked from agent login after repeated wrong digest answers"
+            );
+        }
+    }
+
+    /// Forgets sources with nothing in the window and no block (at most
+    /// once a second).
+    fn prune(&mut self, now: u64) {
+        if now == self.last_prune {
+            return;
+        }
+        self.last_prune = now;
+        let window = self.limits.window_secs;
+        self.sources.retain(|_, s| {
+            s.blocked_until > now
+                || s.recent
+                    .back()
+                    .is_some_and(|t| now.saturating_sub(*t) < window)
+        });
+    }
+
+    fn tally(&mut self, now: u64, user: Option<&str>, source: IpAddr, wrong: bool) {
+        self.summary_since.get_or_insert(now);
+        let t = self
+            .summary
+            .entry(user.unwrap_or_default().to_owned())
+            .or_default();
+        if wrong {
+            t.wrong += 1;
+        } else {
+            t.refused_locked += 1;
+        }
+        if self.summary_sources.len() < 1024 {
+            self.summary_sources.insert(source);
+        }
+    }
+
+    fn flush_due(&mut self, now: u64) {
+        let Some(since) = self.summary_since else {
+            return;
+        };
+        if now.saturating_sub(since) < self.limits.log_interval_secs.max(1) {
+            return;
+        }
+        self.summary_since = None;
+        let sources = self.summary_sources.len();
+        self.summary_sources.clear();
+        let mut rows: Vec<(String, Tally)> = self.summary.drain().collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        for (agent, t) in rows {
+            let agent = if agent.is_empty() {
+                "(not an agent)"
+            } else {
+                agent.as_str()
+            };
+            tracing::warn!(
+                agent,
+                wrong = t.wrong,
+                refused_while_locked = t.refused_locked,
+                sources,
+                interval_secs = now.saturating_sub(since),
+                "agent digest login failures"
+            );
+        }
+        self.prune(now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,6 +923,168 @@ mod tests {
             assert!(Credentials::parse(bad).is_err(), "{bad}");
         }
         assert!(Credentials::parse(&"Digest a=b,".repeat(1000)).is_err());
+    }
+
+    const T0: u64 = 1_800_000_000;
+    const URI: &str = "sip:ivr";
+
+    fn guarded(limits: GuessLimits) -> DigestAuth {
+        DigestAuth::new(b"guard-test-secret", 300).with_guessing_limits(limits)
+    }
+
+    fn lookup(u: &str) -> Option<String> {
+        (u == "agent1" || u == "agent2").then(|| format!("pw-{u}"))
+    }
+
+    /// A fresh nonce answered for `user` with `password` at `now`.
+    fn attempt(
+        a: &mut DigestAuth,
+        user: &str,
+        password: &str,
+        now: u64,
+        src: &str,
+    ) -> Result<String, DigestError> {
+        let ch = a.challenge(now, "ivr12333");
+        let nonce = ch
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let r = digest_response(
+            Algorithm::Md5,
+            user,
+            "ivr12333",
+            password,
+            "REGISTER",
+            URI,
+            nonce,
+            "00000001",
+            "c",
+        );
+        let h = format!(
+            "Digest username=\"{user}\", realm=\"ivr12333\", nonce=\"{nonce}\", uri=\"{URI}\", \
+             response=\"{r}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c\""
+        );
+        a.verify_from("REGISTER", URI, &h, lookup, now, src.parse().unwrap())
+    }
+
+    fn limits() -> GuessLimits {
+        GuessLimits {
+            max_failures: 5,
+            source_max_failures: 20,
+            window_secs: 300,
+            lock_secs: 60,
+            max_lock_secs: 200,
+            log_interval_secs: 60,
+        }
+    }
+
+    #[test]
+    fn five_wrong_answers_lock_the_agent_even_for_the_right_password() {
+        let mut a = guarded(limits());
+        for i in 0..4 {
+            assert_eq!(
+                attempt(&mut a, "agent1", "x", T0 + i, "10.0.0.1"),
+                Err(DigestError::Unauthorized)
+            );
+        }
+        assert!(!a.agent_locked("agent1", T0 + 4));
+        assert_eq!(
+            attempt(&mut a, "agent1", "x", T0 + 4, "10.0.0.2"),
+            Err(DigestError::Unauthorized)
+        );
+        assert!(a.agent_locked("agent1", T0 + 4));
+        // Right password, other source: the same error as a wrong one.
+        assert_eq!(
+            attempt(&mut a, "agent1", "pw-agent1", T0 + 5, "10.0.0.3"),
+            Err(DigestError::Unauthorized)
+        );
+        // Other agents are not affected.
+        assert_eq!(
+            attempt(&mut a, "agent2", "pw-agent2", T0 + 5, "10.0.0.3"),
+            Ok("agent2".into())
+        );
+        // After the lock: in again; a good login resets the count.
+        assert_eq!(
+            attempt(&mut a, "agent1", "pw-agent1", T0 + 65, "10.0.0.3"),
+            Ok("agent1".into())
+        );
+        for i in 0..4 {
+            let _ = attempt(&mut a, "agent1", "x", T0 + 66 + i, "10.0.0.9");
+        }
+        assert!(!a.agent_locked("agent1", T0 + 70));
+    }
+
+    #[test]
+    fn locks_double_up_to_the_cap() {
+        let mut a = guarded(GuessLimits {
+            source_max_failures: 1000,
+            ..limits()
+        });
+        let mut t = T0;
+        for expected in [60, 120, 200, 200] {
+            for _ in 0..5 {
+                let _ = attempt(&mut a, "agent1", "x", t, "10.0.0.1");
+            }
+            assert!(a.agent_locked("agent1", t + expected - 1), "{expected}");
+            assert!(!a.agent_locked("agent1", t + expected), "{expected}");
+            t += expected;
+        }
+    }
+
+    #[test]
+    fn a_blocked_source_cannot_lock_more_agents() {
+        let mut a = guarded(GuessLimits {
+            max_failures: 5,
+            source_max_failures: 7,
+            ..limits()
+        });
+        // 5 wrong for agent1 (locked), 2 for agent2, then the source is blocked.
+        for i in 0..5 {
+            let _ = attempt(&mut a, "agent1", "x", T0 + i, "10.0.0.66");
+        }
+        for i in 0..100 {
+            let _ = attempt(&mut a, "agent2", "x", T0 + 5 + i / 10, "10.0.0.66");
+        }
+        assert!(a.agent_locked("agent1", T0 + 20));
+        assert!(!a.agent_locked("agent2", T0 + 20));
+        assert_eq!(
+            attempt(&mut a, "agent2", "pw-agent2", T0 + 20, "10.0.0.7"),
+            Ok("agent2".into())
+        );
+        // The blocked source gets nothing, not even with the right password.
+        assert_eq!(
+            attempt(&mut a, "agent2", "pw-agent2", T0 + 21, "10.0.0.66"),
+            Err(DigestError::Unauthorized)
+        );
+        // Names that are not agents never lock anything and are not kept.
+        for i in 0..50 {
+            let _ = attempt(&mut a, &format!("nobody{i}"), "x", T0 + 30, "10.0.1.1");
+        }
+        assert_eq!(a.guard.agents.len(), 2);
+    }
+
+    #[test]
+    fn the_agents_own_phone_is_exempt_from_its_lock() {
+        let mut a = guarded(limits());
+        assert_eq!(
+            attempt(&mut a, "agent1", "pw-agent1", T0, "10.0.0.5"),
+            Ok("agent1".into())
+        );
+        for i in 0..5 {
+            let _ = attempt(&mut a, "agent1", "x", T0 + 1 + i, "10.0.0.66");
+        }
+        assert!(a.agent_locked("agent1", T0 + 10));
+        assert_eq!(
+            attempt(&mut a, "agent1", "pw-agent1", T0 + 10, "10.0.0.5"),
+            Ok("agent1".into())
+        );
+        assert_eq!(
+            attempt(&mut a, "agent1", "pw-agent1", T0 + 10, "10.0.0.6"),
+            Err(DigestError::Unauthorized)
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The agent queue of ivr12333: who waits for which human agent, in what
 //! order, and which agent's phone rings next.
 //!
-//! This is a sans-IO core in the quinn/str0m style (see STYLE.md): the
+//! This is a sans-IO core in the quinn/str0m style (see docs/architecture.md): the
 //! runtime feeds inputs (`join`, `leave`, `agent_*`, `call_ended`,
 //! `handle_timeout`) with the current `now`, then drains
-//! [`QueueSet::poll_action`] and arms a timer for
+//! [`QueueSet::poll_event`] and arms a timer for
 //! [`QueueSet::poll_timeout`]. The core never touches sockets or the clock;
 //! placing the INVITE to an agent, bridging RTP or sending REFER/CANCEL is
 //! the runtime's job.
@@ -211,7 +211,7 @@ pub enum AgentState {
     Paused,
 }
 
-/// What the runtime must do. Drain with [`QueueSet::poll_action`] after
+/// What the runtime must do. Drain with [`QueueSet::poll_event`] after
 /// every input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueAction {

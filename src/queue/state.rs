@@ -840,7 +840,7 @@ impl QueueSet {
     }
 
     /// Next thing for the runtime to do.
-    pub fn poll_action(&mut self) -> Option<QueueAction> {
+    pub fn poll_event(&mut self) -> Option<QueueAction> {
         self.actions.pop_front()
     }
 

@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
 use super::call_task::Services;
+use crate::console::{Console, Settings as ConsoleSettings};
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -48,6 +49,14 @@ fn describe_metrics() {
         "ivr_balance_anomalies_total",
         "Negative personal-account balances read to callers"
     );
+    metrics::describe_counter!(
+        "ivr_admission_refused_total",
+        "INVITEs refused by admission control, by reason (source address not in labels)"
+    );
+    metrics::describe_counter!(
+        "ivr_agent_auth_failures_total",
+        "Agent digest logins refused: reason=wrong (bad answer) or locked (agent or source locked)"
+    );
     metrics::counter!("ivr_calls_total").absolute(0);
     metrics::gauge!("ivr_calls_active").set(0.0);
 }
@@ -59,12 +68,42 @@ struct AdminState {
     stopping: watch::Receiver<bool>,
 }
 
-/// The admin routes, testable with `tower::ServiceExt::oneshot`.
+/// The admin routes, testable with `tower::ServiceExt::oneshot`, with a
+/// console that has no users or tokens (the JSON API then refuses every
+/// request; `/healthz` and `/metrics` stay open).
 pub fn router(services: Arc<Services>, stopping: watch::Receiver<bool>) -> Router {
-    let queues = services.queues.as_ref().map(|q| {
-        let ctl: Arc<dyn crate::queue::admin::QueueControl> = Arc::new(q.shared());
-        crate::queue::admin::router(ctl)
+    router_with_console(services, stopping, ConsoleSettings::default()).0
+}
+
+/// The admin routes with the operators' console ([`crate::console`]): the
+/// queue JSON API behind [`crate::console::guard_api`] (session or token),
+/// and the console's pages. `/healthz` and `/metrics` stay open for probes.
+pub fn router_with_console(
+    services: Arc<Services>,
+    stopping: watch::Receiver<bool>,
+    settings: ConsoleSettings,
+) -> (Router, Arc<Console>) {
+    let ctl: Option<Arc<dyn crate::queue::admin::QueueControl>> = services
+        .queues
+        .as_ref()
+        .map(|q| Arc::new(q.shared()) as Arc<dyn crate::queue::admin::QueueControl>);
+    let console = Console::new(
+        settings,
+        services.ledger.clone(),
+        ctl.clone(),
+        metrics_handle(),
+        stopping.clone(),
+    );
+    let queues = ctl.map(|ctl| {
+        crate::queue::admin::router(ctl).route_layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            crate::console::guard_api,
+        ))
     });
+    // Callback bookings are personal data: the same session or token.
+    let callbacks = crate::queue::admin::callbacks_router(services.ledger.clone()).route_layer(
+        axum::middleware::from_fn_with_state(console.clone(), crate::console::guard_api),
+    );
     let state = AdminState {
         services,
         metrics: metrics_handle(),
@@ -73,18 +112,36 @@ pub fn router(services: Arc<Services>, stopping: watch::Receiver<bool>) -> Route
     let base = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
-        .with_state(state);
-    match queues {
+        .with_state(state)
+        .merge(callbacks)
+        .merge(crate::console::router(console.clone()));
+    let app = match queues {
         Some(q) => base.merge(q),
         None => base,
-    }
+    };
+    (app, console)
 }
 
+/// `200 ok` while serving; `503 draining` from the moment shutdown starts
+/// (new calls refused, calls in progress finishing) until the process exits,
+/// so that a load balancer takes the node out while it drains.
 async fn healthz(State(s): State<AdminState>) -> (StatusCode, String) {
     if *s.stopping.borrow() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n".into());
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
     }
     let free = s.services.ports.available();
+    // Database unreachable: still 200 (calls are answered, records go to
+    // the spool) but the body says `degraded` (docs/records.md).
+    let r = s.services.records.status();
+    if !r.db_up {
+        return (
+            StatusCode::OK,
+            format!(
+                "degraded db=down spooled_rows={} queue_depth={} rtp_ports_free={free}\n",
+                r.spooled_rows, r.queue_depth
+            ),
+        );
+    }
     (StatusCode::OK, format!("ok rtp_ports_free={free}\n"))
 }
 
@@ -98,8 +155,15 @@ async fn metrics_text(State(s): State<AdminState>) -> (StatusCode, String) {
     }
 }
 
-/// Serves the admin routes until `stopping` is set.
-pub async fn serve(addr: SocketAddr, services: Arc<Services>, stopping: watch::Receiver<bool>) {
+/// Serves the admin routes and the console (see [`router_with_console`])
+/// until the task is aborted (at process exit): while draining, `/healthz`
+/// answers 503 and `/metrics` and the console keep answering.
+pub async fn serve(
+    addr: SocketAddr,
+    services: Arc<Services>,
+    stopping: watch::Receiver<bool>,
+    console: ConsoleSettings,
+) {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -107,13 +171,13 @@ pub async fn serve(addr: SocketAddr, services: Arc<Services>, stopping: watch::R
             return;
         }
     };
-    let mut stop = stopping.clone();
-    let app = router(services, stopping);
-    let _ = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
+    let (app, console) = router_with_console(services, stopping, console);
+    let _sampler = console.spawn_sampler();
+    let _ = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await;
 }
 
 #[cfg(test)]
@@ -154,15 +218,26 @@ mod tests {
             prompts,
             plan: RwLock::new(Arc::new(plan)),
             flow: Arc::new(Default::default()),
+            records: crate::records::Records::start(
+                ledger.clone(),
+                crate::records::RecordsConfig {
+                    spool_dir: std::env::temp_dir()
+                        .join(format!("ivr-admin-spool-{:x}", rand::random::<u64>())),
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
             ledger,
             ports: PortPool::new(40000, 40009),
             bind_ip: "127.0.0.1".parse().unwrap(),
             media_ip: "127.0.0.1".parse().unwrap(),
             inactivity_timeout: Duration::from_secs(30),
             queues,
+            media_policy: Default::default(),
         })
     }
 
+    /// Requests carry a supervisor API token (the JSON API needs one).
     async fn call(app: &Router, method: &str, uri: &str) -> (StatusCode, String) {
         let resp = app
             .clone()
@@ -170,6 +245,7 @@ mod tests {
                 Request::builder()
                     .method(method)
                     .uri(uri)
+                    .header("authorization", "Bearer admin-test-token")
                     .body(Body::empty())
                     .unwrap(),
             )
@@ -182,10 +258,44 @@ mod tests {
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
+    fn with_token(services: Arc<Services>, rx: watch::Receiver<bool>) -> Router {
+        let cfg: crate::config::Config = toml::from_str(&format!(
+            "[[console.token]]\nname = \"t\"\nsha256 = \"{}\"\n",
+            crate::console::auth::token_hash("admin-test-token")
+        ))
+        .unwrap();
+        let settings = ConsoleSettings::from_config(&cfg).unwrap();
+        router_with_console(services, rx, settings).0
+    }
+
     #[tokio::test]
     async fn queue_routes_are_mounted_next_to_health_and_metrics() {
         let (_tx, rx) = watch::channel(false);
-        let app = router(services(true).await, rx);
+        let services = services(true).await;
+        // Without a session or token the JSON API refuses; probes stay open.
+        let closed = router(services.clone(), rx.clone());
+        let resp = closed
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri("/queues")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let resp = closed
+            .oneshot(
+                Request::builder()
+                    .uri("/healthz")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let app = with_token(services, rx);
         let (s, body) = call(&app, "GET", "/healthz").await;
         assert_eq!(s, StatusCode::OK, "{body}");
         assert!(body.starts_with("ok rtp_ports_free=5"));
@@ -224,8 +334,14 @@ mod tests {
         let (s, _) = call(&app, "GET", "/queues").await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         tx.send(true).unwrap();
-        let (s, _) = call(&app, "GET", "/healthz").await;
-        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        let (s, body) = call(&app, "GET", "/healthz").await;
+        assert_eq!(
+            (s, body.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        );
+        // Metrics stay available while draining.
+        let (s, _) = call(&app, "GET", "/metrics").await;
+        assert_eq!(s, StatusCode::OK);
     }
 
     #[tokio::test]

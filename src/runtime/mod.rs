@@ -2,11 +2,13 @@
 //! decision is made by the sans-IO cores this layer drives.
 
 pub mod admin;
-pub mod bridge;
 pub mod call_task;
+pub mod driver;
+pub mod jobs;
 pub mod ports;
 pub mod queue_task;
 pub mod sip;
+pub mod types;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -90,7 +92,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let prompts = Arc::new(
-        PromptLibrary::load(&cfg.flow.prompts)
+        PromptLibrary::load_with(&cfg.flow.prompts, &cfg.prompts.loudness())
             .with_context(|| format!("loading prompts from {}", cfg.flow.prompts.display()))?,
     );
     let missing = prompts.missing_speller_ids();
@@ -101,7 +103,16 @@ pub async fn serve(
         );
     }
     let plan = load_dialplan(&cfg.flow.dialplan, &prompts)?;
-    let flow = Arc::new(flow_config(&cfg)?);
+    let mut flow = flow_config(&cfg)?;
+    flow.prompt_ms = Some(Arc::new(prompts.durations_ms()));
+    flow.callback_key = cfg.callback.key.chars().next();
+    flow.callback_after = cfg
+        .callback
+        .offer_after_wait_secs
+        .iter()
+        .map(|(q, s)| (q.clone(), Duration::from_secs(*s)))
+        .collect();
+    let flow = Arc::new(flow);
 
     if let Some(path) = cfg.ledger.db.strip_prefix("sqlite://")
         && let Some(dir) = Path::new(path.split('?').next().unwrap_or(path)).parent()
@@ -121,6 +132,11 @@ pub async fn serve(
         let n = ledger.seed_demo().await?;
         tracing::info!(accounts = n, "empty ledger: seeded the demo accounts");
     }
+    // CDRs and audit rows: one batched writer with a durable local spool
+    // (a spool left by an earlier run is replayed first).
+    let records_cfg = cfg.records.writer_config(&cfg.ledger.db);
+    let records = crate::records::Records::start(ledger.clone(), records_cfg.clone())
+        .with_context(|| format!("opening the spool {}", records_cfg.spool_dir.display()))?;
 
     let listen = cfg.sip.listen;
     let udp = UdpSocket::bind(listen)
@@ -156,6 +172,7 @@ pub async fn serve(
             let registrar = (!passwords.is_empty()).then(|| {
                 let secret: [u8; 32] = rand::random();
                 queue_task::Registrar::new(&secret, passwords)
+                    .with_guessing_limits(cfg.agent_auth.guess_limits())
             });
             Some(queue_task::QueueRuntime::new(set, has_agents, registrar))
         }
@@ -163,16 +180,18 @@ pub async fn serve(
     };
     let ep_cfg = EndpointConfig {
         local_addr: SocketAddr::new(advertise, listen.port()),
-        user_agent: format!("ivr12333/{}", env!("CARGO_PKG_VERSION")),
+        server_header: (!cfg.sip.server_header.is_empty()).then(|| cfg.sip.server_header.clone()),
         allow_from: cfg.sip.allow_from.clone(),
         max_calls: cfg.sip.max_calls,
         max_calls_per_second: cfg.sip.max_calls_per_second,
         registrar: queues.as_ref().is_some_and(|q| q.registrar_enabled()),
+        per_source: cfg.sip.per_source_limits(),
         ..EndpointConfig::default()
     };
-    ep_cfg
-        .validate()
-        .map_err(|e| anyhow::anyhow!("sip.allow_from: {e}"))?;
+    ep_cfg.validate().map_err(|e| anyhow::anyhow!("sip.{e}"))?;
+    if let Some(w) = cfg.rtp_capacity_warning() {
+        tracing::warn!("{w}");
+    }
     let limits = ep_cfg.limits;
     let endpoint = Endpoint::new(ep_cfg);
 
@@ -181,10 +200,21 @@ pub async fn serve(
         plan: RwLock::new(Arc::new(plan)),
         flow,
         ledger: ledger.clone(),
+        records: records.clone(),
         ports: PortPool::new(lo, hi),
         bind_ip: listen.ip(),
         media_ip: advertise,
         inactivity_timeout: Duration::from_secs(cfg.rtp.inactivity_timeout_secs),
+        media_policy: types::MediaPolicy {
+            trusted: cfg
+                .rtp
+                .trusted_media_networks
+                .iter()
+                .map(|c| crate::sip::admission::Cidr::parse(c).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<Vec<_>>>()?
+                .into(),
+            no_ack_timeout: Duration::from_secs(cfg.rtp.no_ack_timeout_secs),
+        },
         queues: queues.clone(),
     });
 
@@ -198,10 +228,13 @@ pub async fn serve(
             .listen
             .parse()
             .with_context(|| format!("admin.listen `{}`", cfg.admin.listen))?;
+        let console = crate::console::Settings::from_config(&cfg)
+            .map_err(|e| anyhow::anyhow!("console: {e}"))?;
         Some(tokio::spawn(admin::serve(
             addr,
             services.clone(),
             stop_rx.clone(),
+            console,
         )))
     };
     let reload = tokio::spawn(reload_on_sighup(
@@ -213,11 +246,16 @@ pub async fn serve(
         sip = %listen, rtp = %cfg.rtp.ports, ledger = %crate::config::redact_url(&cfg.ledger.db),
         prompts = prompts.ids().count(), "ivr12333 serving"
     );
+    let call_services = services.clone();
+    let spawn_call: types::CallSpawner = Arc::new(move |n| {
+        tokio::spawn(call_task::run(n, call_services.clone()));
+    });
     let driver = tokio::spawn(sip::run(
         endpoint,
         udp,
         tcp,
-        services.clone(),
+        queues.clone(),
+        spawn_call,
         sip::DriverSettings {
             limits,
             max_tcp_per_ip: cfg.sip.max_tcp_per_ip,
@@ -233,12 +271,16 @@ pub async fn serve(
     if let Some(q) = queue_driver {
         q.abort();
     }
+    // Let the last CDR/audit rows land (in the database, else the spool).
+    records
+        .shutdown(Duration::from_secs(cfg.shutdown_grace_secs.clamp(2, 30)))
+        .await;
+    ledger.close().await;
+    // The admin listener answers "draining" until here (load balancers and
+    // operators see the drain), then goes with the process.
     if let Some(a) = admin {
         a.abort();
     }
-    // Let the last CDR/audit writes land.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    ledger.close().await;
     tracing::info!("stopped");
     Ok(())
 }

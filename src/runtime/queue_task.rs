@@ -1,11 +1,12 @@
 //! The agent-queue driver: one tokio task that runs the sans-IO
-//! [`QueueSet`]'s timers and routes its [`QueueAction`]s to the call tasks.
+//! [`QueueSet`]'s timers under the shared [`driver`](super::driver) and
+//! routes its [`QueueAction`]s to the call tasks.
 //!
 //! The `QueueSet` sits behind a mutex shared with the admin API
 //! ([`SharedQueueSet`]); call tasks feed it inputs through [`QueueRuntime`]
 //! (join, leave, agent leg answered/failed, call ended). Every input only
 //! changes the state machine and wakes this task; this task alone drains
-//! `poll_action` and arms the `poll_timeout` timer, so actions are routed in
+//! `poll_event` and arms the `poll_timeout` timer, so actions are routed in
 //! the order the state machine produced them. Each call registers a channel
 //! under its [`CallerId`] when it joins.
 
@@ -15,8 +16,12 @@ use std::time::Instant;
 
 use tokio::sync::{Notify, mpsc, watch};
 
+use crate::core::Core;
 use crate::queue::admin::SharedQueueSet;
 use crate::queue::{AgentId, CallerId, QueueAction, QueueError, QueueMode, QueueSet};
+use crate::sip::bindings::Bindings;
+
+use super::driver::{Shell, drive};
 
 /// Shared handle on the queues for call tasks and the admin API.
 pub struct QueueRuntime {
@@ -62,6 +67,7 @@ impl QueueRuntime {
         expires: u32,
         authorization: Option<&str>,
         method_uri: &str,
+        source: std::net::IpAddr,
     ) -> crate::sip::registrar::RegisterReply {
         match &self.registrar {
             Some(r) => r.lock().unwrap_or_else(|e| e.into_inner()).handle(
@@ -73,6 +79,7 @@ impl QueueRuntime {
                 expires,
                 authorization,
                 method_uri,
+                source,
             ),
             None => crate::sip::registrar::RegisterReply::Forbidden,
         }
@@ -114,6 +121,25 @@ impl QueueRuntime {
         }
         self.wake.notify_one();
         r
+    }
+
+    /// A call's [`crate::call::CallEvent::JoinQueue`]: the position, or why
+    /// not (no queue configured, unknown queue, no agent free when
+    /// `only_if_agent_free`).
+    pub fn join_call(
+        queues: Option<&QueueRuntime>,
+        queue: &str,
+        caller: CallerId,
+        tx: mpsc::UnboundedSender<QueueAction>,
+        only_if_agent_free: bool,
+    ) -> Result<usize, String> {
+        match queues {
+            Some(q) if only_if_agent_free && !q.has_available_agent(queue) => {
+                Err("no agent free".to_owned())
+            }
+            Some(q) => q.join(queue, caller, tx).map_err(|e| e.to_string()),
+            None => Err("no agent queue configured".to_owned()),
+        }
     }
 
     /// `*` or hang-up while waiting (a caller not waiting is ignored).
@@ -165,43 +191,25 @@ impl QueueRuntime {
         self.lock().queue_config(queue).map(|c| c.mode.clone())
     }
 
+    /// Queues in REFER mode → their configured target.
+    pub fn refer_targets(&self) -> HashMap<String, String> {
+        let q = self.lock();
+        q.queue_names()
+            .filter_map(|n| match &q.queue_config(n)?.mode {
+                QueueMode::Refer { target } => Some((n.to_owned(), target.clone())),
+                QueueMode::Bridge => None,
+            })
+            .collect()
+    }
+
     /// Runs timers and routes actions until `stop` is set.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut actions = Vec::new();
-        loop {
-            let deadline = {
-                let mut q = self.lock();
-                q.handle_timeout(Instant::now());
-                while let Some(a) = q.poll_action() {
-                    actions.push(a);
-                }
-                q.poll_timeout()
-            };
-            for a in actions.drain(..) {
-                self.route(a);
-            }
-            if let Some(r) = &self.registrar {
-                r.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .expire(&self, Instant::now());
-            }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = async {
-                    match deadline {
-                        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                        None => std::future::pending::<()>().await,
-                    }
-                } => {}
-                // Registrations lapse on this tick at the latest.
-                _ = tokio::time::sleep(std::time::Duration::from_secs(5)), if self.registrar.is_some() => {}
-                r = stop.changed() => {
-                    if r.is_err() || *stop.borrow() {
-                        return;
-                    }
-                }
-            }
-        }
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let mut shell = QueueShell {
+            q: self,
+            stop,
+            stopped: false,
+        };
+        drive(&mut shell).await;
     }
 
     fn route(&self, a: QueueAction) {
@@ -246,7 +254,7 @@ pub struct Registrar {
     passwords: HashMap<String, String>,
     realm: String,
     /// Registered agents and when their binding lapses.
-    bindings: HashMap<AgentId, Instant>,
+    bindings: Bindings<AgentId>,
 }
 
 impl Registrar {
@@ -261,8 +269,14 @@ impl Registrar {
             ]),
             passwords,
             realm: "ivr12333".to_owned(),
-            bindings: HashMap::new(),
+            bindings: Bindings::new(),
         }
+    }
+
+    /// Guessing resistance for the digest check (`[agent_auth]`).
+    pub fn with_guessing_limits(mut self, limits: crate::queue::digest::GuessLimits) -> Registrar {
+        self.auth = self.auth.with_guessing_limits(limits);
+        self
     }
 
     /// Answers one REGISTER. `user` is the address-of-record's user part.
@@ -277,6 +291,7 @@ impl Registrar {
         expires: u32,
         authorization: Option<&str>,
         method_uri: &str,
+        source: std::net::IpAddr,
     ) -> crate::sip::registrar::RegisterReply {
         use crate::queue::digest::DigestError;
         use crate::sip::registrar::RegisterReply;
@@ -289,12 +304,13 @@ impl Registrar {
             return challenge(&self.auth, false);
         };
         let passwords = &self.passwords;
-        let verified = self.auth.verify_for_uri(
+        let verified = self.auth.verify_from(
             "REGISTER",
             method_uri,
             authorization,
             |u| passwords.get(u).cloned(),
             now_unix,
+            source,
         );
         let agent = match verified {
             Ok(a) => a,
@@ -308,7 +324,7 @@ impl Registrar {
         let id = AgentId(agent);
         let remove = expires == 0 || contact == Some("*");
         if remove {
-            self.bindings.remove(&id);
+            self.bindings.unbind(&id);
             queues.with_set(|q, now| q.agent_logout(now, &id));
             tracing::info!(agent = %id, "agent unregistered: logged out");
             return RegisterReply::Ok {
@@ -324,11 +340,7 @@ impl Registrar {
                 if ok.is_err() {
                     return RegisterReply::Forbidden;
                 }
-                let expires = expires.min(3600);
-                self.bindings.insert(
-                    id.clone(),
-                    now + std::time::Duration::from_secs(u64::from(expires)),
-                );
+                let expires = self.bindings.bind(now, id.clone(), expires);
                 tracing::info!(agent = %id, expires, "agent registered: logged in");
                 RegisterReply::Ok {
                     contact: Some(uri),
@@ -345,16 +357,84 @@ impl Registrar {
 
     /// Logs out agents whose registration lapsed without a refresh.
     pub fn expire(&mut self, queues: &QueueRuntime, now: Instant) {
-        let lapsed: Vec<AgentId> = self
-            .bindings
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(a, _)| a.clone())
-            .collect();
-        for a in lapsed {
-            self.bindings.remove(&a);
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.auth.handle_timeout(now_unix);
+        for a in self.bindings.expire(now) {
             tracing::info!(agent = %a, "agent registration expired: logged out");
             queues.with_set(|q, now| q.agent_logout(now, &a));
         }
+    }
+}
+
+/// What the queue task wakes up for: an input reached the queue set (call
+/// tasks and the admin API change it directly and notify), the registrar's
+/// tick, or shutdown.
+enum QueueInput {
+    Woken,
+    Tick,
+}
+
+struct QueueShell {
+    q: Arc<QueueRuntime>,
+    stop: watch::Receiver<bool>,
+    stopped: bool,
+}
+
+impl Shell for QueueShell {
+    type Input = QueueInput;
+
+    async fn next_input(&mut self) -> Option<QueueInput> {
+        let registrar = self.q.registrar.is_some();
+        tokio::select! {
+            _ = self.q.wake.notified() => Some(QueueInput::Woken),
+            // Registrations lapse on this tick at the latest.
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)), if registrar => Some(QueueInput::Tick),
+            r = self.stop.changed() => {
+                if r.is_err() || *self.stop.borrow() {
+                    None
+                } else {
+                    Some(QueueInput::Woken)
+                }
+            }
+        }
+    }
+
+    fn handle_input(&mut self, _now: Instant, input: Option<QueueInput>) {
+        // The queue set already took the input; waking is enough (flush
+        // routes what it produced and lapses registrations).
+        match input {
+            Some(QueueInput::Woken | QueueInput::Tick) => {}
+            None => self.stopped = true,
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Core::handle_timeout(&mut *self.q.lock(), now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Core::poll_timeout(&*self.q.lock())
+    }
+
+    fn flush(&mut self, now: Instant) {
+        if let Some(r) = &self.q.registrar {
+            r.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .expire(&self.q, now);
+        }
+        // Route in the order the state machine produced them, outside the lock.
+        let actions: Vec<QueueAction> = {
+            let mut q = self.q.lock();
+            std::iter::from_fn(|| Core::poll_event(&mut *q)).collect()
+        };
+        for a in actions {
+            self.q.route(a);
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.stopped
     }
 }

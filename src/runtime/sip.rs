@@ -13,36 +13,15 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::call::CallSignal;
 use crate::sip::wire::{StreamFramer, WireLimits};
-use crate::sip::{CallHandle, ConnId, EndReason, Endpoint, OutboundCall, SipEvent, Transport};
+use crate::sip::{CallHandle, ConnId, EndReason, Endpoint, SipEvent, Transport};
 
-use super::call_task::{self, CallInfo, Services};
-
-/// What a call task asks of the SIP layer.
-#[derive(Debug)]
-pub enum SipCommand {
-    Answer(CallHandle, Vec<u8>),
-    Reject(CallHandle, u16),
-    Hangup(CallHandle),
-    ReinviteAnswer(CallHandle, Result<Vec<u8>, u16>),
-    /// The call task is gone (it ended, or it failed).
-    Gone(CallHandle),
-    /// Place an outbound call (an agent leg). Its events go to `owner` as
-    /// `CallSignal::Agent*`; the handle comes back on `reply`.
-    Invite {
-        call: OutboundCall,
-        owner: mpsc::UnboundedSender<CallSignal>,
-        reply: oneshot::Sender<CallHandle>,
-    },
-    /// Hang up an agent leg (CANCEL before the answer, BYE after) and stop
-    /// routing its events.
-    DropLeg(CallHandle),
-    /// Blind-transfer the caller with REFER to a configured target.
-    Refer(CallHandle, String),
-}
+use super::queue_task::QueueRuntime;
+pub use super::types::SipCommand;
+use super::types::{CallInfo, CallSpawner, NewCall};
 
 /// Most inputs taken in one turn of the driver loop.
 const BATCH: usize = 64;
@@ -60,7 +39,7 @@ pub fn end_reason_str(r: &EndReason) -> &'static str {
         EndReason::LocalBye => "local_hangup",
         EndReason::Cancelled => "cancelled",
         EndReason::Rejected(_) => "rejected",
-        EndReason::AckTimeout => "ack_timeout",
+        EndReason::AckTimeout => "no_ack",
         EndReason::TransportError => "transport_error",
     }
 }
@@ -81,7 +60,8 @@ pub async fn run(
     mut endpoint: Endpoint,
     udp: UdpSocket,
     tcp: TcpListener,
-    services: Arc<Services>,
+    queues: Option<Arc<QueueRuntime>>,
+    spawn_call: CallSpawner,
     settings: DriverSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -116,7 +96,7 @@ pub async fn run(
                 Ok((n, src)) => endpoint.handle_input(std::time::Instant::now(), Transport::Udp, src, &buf[..n]),
                 Err(e) => tracing::debug!(error = %e, "UDP receive error"),
             },
-            Some(input) = net_rx.recv() => apply_net(&mut endpoint, &mut conns, input),
+            Some(input) = net_rx.recv() => apply_net(&mut endpoint, &udp, &mut conns, input),
             Some(cmd) = cmd_rx.recv() => apply_command(&mut endpoint, &mut calls, &mut legs, cmd),
             _ = async {
                 match deadline {
@@ -143,7 +123,7 @@ pub async fn run(
                 progressed = true;
             }
             if let Ok(input) = net_rx.try_recv() {
-                apply_net(&mut endpoint, &mut conns, input);
+                apply_net(&mut endpoint, &udp, &mut conns, input);
                 progressed = true;
             }
             if let Ok(cmd) = cmd_rx.try_recv() {
@@ -157,9 +137,8 @@ pub async fn run(
 
         flush(&mut endpoint, &udp, &conns);
         while let Some(ev) = endpoint.poll_event() {
-            if let Some(ev) = dispatch_leg(ev, &mut legs, &mut endpoint, services.queues.as_deref())
-            {
-                dispatch(ev, &mut calls, &services, &cmd_tx);
+            if let Some(ev) = dispatch_leg(ev, &mut legs, &mut endpoint, queues.as_deref()) {
+                dispatch(ev, &mut calls, queues.is_some(), &spawn_call, &cmd_tx);
             }
         }
         flush(&mut endpoint, &udp, &conns);
@@ -205,10 +184,10 @@ fn apply_command(
             calls.remove(&c);
             endpoint.hangup(now, c);
         }
-        SipCommand::Invite { call, owner, reply } => {
+        SipCommand::Invite { call, owner, leg } => {
             let h = endpoint.invite(now, call);
+            let _ = owner.send(CallSignal::LegPlaced { leg, handle: h });
             legs.insert(h, owner);
-            let _ = reply.send(h);
         }
         SipCommand::Refer(c, target) => {
             if let Err(e) = endpoint.refer(now, c, &target) {
@@ -226,6 +205,7 @@ fn apply_command(
 /// Applies one event from the TCP side.
 fn apply_net(
     endpoint: &mut Endpoint,
+    udp: &UdpSocket,
     conns: &mut HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
     input: NetInput,
 ) {
@@ -237,6 +217,8 @@ fn apply_net(
             endpoint.handle_input(std::time::Instant::now(), Transport::Tcp(conn), src, &msg)
         }
         NetInput::Closed(conn) => {
+            // Replies to the connection's last messages go out first.
+            flush(endpoint, udp, conns);
             conns.remove(&conn);
             endpoint.connection_closed(conn);
         }
@@ -270,7 +252,7 @@ fn dispatch_leg(
     ev: SipEvent,
     legs: &mut HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>>,
     endpoint: &mut Endpoint,
-    queues: Option<&super::queue_task::QueueRuntime>,
+    queues: Option<&QueueRuntime>,
 ) -> Option<SipEvent> {
     if let SipEvent::Register {
         reg,
@@ -279,6 +261,7 @@ fn dispatch_leg(
         expires,
         authorization,
         method_uri,
+        src,
         ..
     } = ev
     {
@@ -294,6 +277,7 @@ fn dispatch_leg(
                 expires,
                 authorization.as_deref(),
                 &method_uri,
+                src.ip(),
             ),
             None => crate::sip::registrar::RegisterReply::Forbidden,
         };
@@ -326,12 +310,8 @@ fn dispatch_leg(
                 reason: end_reason_str(&reason),
             }
         }
-        SipEvent::ReInvite { call, .. } => {
-            // The agent's phone re-negotiates (hold): the relay keeps the
-            // negotiated codecs, so refuse a change we cannot follow.
-            endpoint.answer_reinvite(std::time::Instant::now(), call, Err(488));
-            return None;
-        }
+        // The call decides (today: 488, the relay keeps its codecs).
+        SipEvent::ReInvite { call, offer } => CallSignal::AgentReInvite { leg: call, offer },
         _ => return None,
     };
     let _ = tx.send(signal);
@@ -341,7 +321,8 @@ fn dispatch_leg(
 fn dispatch(
     ev: SipEvent,
     calls: &mut HashMap<CallHandle, mpsc::UnboundedSender<CallSignal>>,
-    services: &Arc<Services>,
+    has_queues: bool,
+    spawn_call: &CallSpawner,
     cmd_tx: &mpsc::UnboundedSender<SipCommand>,
 ) {
     match ev {
@@ -358,9 +339,12 @@ fn dispatch(
             // RFC 3261 §16.6 step 3 for our B2BUA leg: the agent's INVITE
             // carries one less; a call that arrives with nothing left to
             // give (a forwarding loop through the agent leg) gets 483.
-            if services.queues.is_some() && max_forwards <= 1 {
+            if has_queues && max_forwards <= 1 {
                 tracing::info!(%call_id, "Max-Forwards exhausted: 483");
-                let _ = cmd_tx.send(SipCommand::Reject(call, 483));
+                let _ = cmd_tx.send(SipCommand::Reject(
+                    call,
+                    crate::sip::StatusCode::TOO_MANY_HOPS.as_u16(),
+                ));
                 let _ = cmd_tx.send(SipCommand::Gone(call));
                 return;
             }
@@ -376,13 +360,12 @@ fn dispatch(
                 offer,
                 max_forwards,
             };
-            tokio::spawn(call_task::run(
+            spawn_call(NewCall {
                 info,
-                services.clone(),
-                cmd_tx.clone(),
-                tx,
-                rx,
-            ));
+                sip: cmd_tx.clone(),
+                self_tx: tx,
+                signals: rx,
+            });
         }
         SipEvent::CallConfirmed { call, sdp } => send(calls, call, CallSignal::Confirmed(sdp)),
         SipEvent::ReInvite { call, offer } => send(calls, call, CallSignal::ReInvite(offer)),
@@ -431,6 +414,8 @@ async fn accept_loop(
     idle: Duration,
 ) {
     let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    // Refusals are logged as a summary, not one line per connection.
+    let mut refused = TcpRefusals::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -444,9 +429,10 @@ async fn accept_loop(
             let mut m = per_ip.lock().unwrap_or_else(|p| p.into_inner());
             let n = m.entry(peer.ip()).or_insert(0);
             if *n >= max_per_ip {
-                tracing::warn!(peer = %peer.ip(), "too many TCP connections from one address; refused");
+                refused.note(peer.ip(), max_per_ip);
                 continue;
             }
+            refused.flush_due();
             *n += 1;
         }
         let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
@@ -468,6 +454,40 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+/// TCP connections refused per source, written as one line per source and
+/// interval (the first refusal of an interval is written at once).
+#[derive(Default)]
+struct TcpRefusals {
+    since: Option<tokio::time::Instant>,
+    counts: HashMap<IpAddr, u64>,
+}
+
+impl TcpRefusals {
+    const INTERVAL: Duration = Duration::from_secs(10);
+
+    fn note(&mut self, ip: IpAddr, max_per_ip: usize) {
+        self.flush_due();
+        self.since.get_or_insert_with(tokio::time::Instant::now);
+        if self.counts.len() >= 1024 && !self.counts.contains_key(&ip) {
+            return;
+        }
+        let n = self.counts.entry(ip).or_insert(0);
+        if *n == 0 {
+            tracing::warn!(peer = %ip, max_tcp_per_ip = max_per_ip, "too many TCP connections from one address; refusing (summary follows)");
+        }
+        *n += 1;
+    }
+
+    fn flush_due(&mut self) {
+        if self.since.is_some_and(|t| t.elapsed() >= Self::INTERVAL) {
+            self.since = None;
+            for (ip, n) in self.counts.drain() {
+                tracing::warn!(peer = %ip, refused = n, "TCP connections refused (too many from one address)");
+            }
+        }
     }
 }
 
@@ -501,11 +521,12 @@ async fn connection(
             }
         };
         framer.push(&buf[..n]);
-        if framer.take_pong() {
-            // RFC 5626 §4.4.1: a double-CRLF ping gets a single-CRLF pong.
-            let _ = pong.try_send(b"\r\n".to_vec());
-        }
         loop {
+            // RFC 5626 §4.4.1: every double-CRLF ping gets a single-CRLF
+            // pong at once (before and between messages alike).
+            while framer.take_pong() {
+                let _ = pong.try_send(b"\r\n".to_vec());
+            }
             match framer.next_message() {
                 Ok(Some(msg)) => {
                     if net_tx
@@ -519,8 +540,11 @@ async fn connection(
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    // The messages before the bad one were handed over; the
+                    // writer lives on until the driver has flushed their
+                    // replies and drops its sender on `Closed` (RFC 4475
+                    // dblreq over TCP), then the connection closes.
                     tracing::info!(%peer, error = %e, "bad SIP framing on TCP; closing the connection");
-                    writer.abort();
                     return;
                 }
             }

@@ -92,7 +92,7 @@ impl Dialog {
         &mut self,
         method: &str,
         via: &str,
-        user_agent: &str,
+        user_agent: Option<&str>,
         extra: &[(&str, String)],
         body: Option<(&str, &[u8])>,
     ) -> Vec<u8> {
@@ -108,7 +108,7 @@ impl Dialog {
         method: &str,
         cseq: u32,
         via: &str,
-        user_agent: &str,
+        user_agent: Option<&str>,
         extra: &[(&str, String)],
         body: Option<(&str, &[u8])>,
     ) -> Vec<u8> {
@@ -122,9 +122,12 @@ impl Dialog {
             s.push_str("\r\n");
         }
         s.push_str(&format!(
-            "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} {method}\r\nUser-Agent: {user_agent}\r\n",
+            "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} {method}\r\n",
             self.local_party, self.remote_party, self.call_id, cseq
         ));
+        if let Some(ua) = user_agent {
+            s.push_str(&format!("User-Agent: {ua}\r\n"));
+        }
         for (n, v) in extra {
             s.push_str(&format!("{n}: {v}\r\n"));
         }
@@ -172,7 +175,7 @@ mod tests {
         let bye = String::from_utf8(d.build_request(
             "BYE",
             "SIP/2.0/UDP me;branch=z9hG4bKx",
-            "ua",
+            Some("ua"),
             &[],
             None,
         ))

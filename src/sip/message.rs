@@ -336,40 +336,10 @@ pub fn uri_has_param(uri: &str, name: &str) -> bool {
     })
 }
 
-/// The standard reason phrase for the codes we send.
+/// The standard reason phrase for the codes we send (see
+/// [`super::status::StatusCode::reason`]).
 pub fn reason_phrase(code: u16) -> &'static str {
-    match code {
-        100 => "Trying",
-        180 => "Ringing",
-        183 => "Session Progress",
-        200 => "OK",
-        202 => "Accepted",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        405 => "Method Not Allowed",
-        406 => "Not Acceptable",
-        408 => "Request Timeout",
-        415 => "Unsupported Media Type",
-        416 => "Unsupported URI Scheme",
-        420 => "Bad Extension",
-        480 => "Temporarily Unavailable",
-        481 => "Call/Transaction Does Not Exist",
-        482 => "Loop Detected",
-        483 => "Too Many Hops",
-        486 => "Busy Here",
-        487 => "Request Terminated",
-        488 => "Not Acceptable Here",
-        489 => "Bad Event",
-        491 => "Request Pending",
-        500 => "Server Internal Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "Version Not Supported",
-        600 => "Busy Everywhere",
-        603 => "Decline",
-        _ => "Unknown",
-    }
+    super::status::StatusCode::new(code).map_or("Unknown", super::status::StatusCode::reason)
 }
 
 /// Builds a response to `req` (RFC 3261 §8.2.6): Vias copied in order (the
@@ -387,7 +357,7 @@ pub struct ResponseSpec<'a> {
 pub fn build_response(
     req: &Message,
     src: SocketAddr,
-    server: &str,
+    server: Option<&str>,
     spec: &ResponseSpec<'_>,
 ) -> Vec<u8> {
     let mut out = String::with_capacity(512);
@@ -443,9 +413,19 @@ pub fn build_response(
         out.push_str(v);
         out.push_str("\r\n");
     }
-    out.push_str("Server: ");
-    out.push_str(server);
-    out.push_str("\r\n");
+    // The status module's rule for every response, whoever built its
+    // header list: a 503 always says when to come back.
+    for (n, v) in super::status::required_headers(spec.code, spec.extra) {
+        out.push_str(n);
+        out.push_str(": ");
+        out.push_str(&v);
+        out.push_str("\r\n");
+    }
+    if let Some(server) = server {
+        out.push_str("Server: ");
+        out.push_str(server);
+        out.push_str("\r\n");
+    }
     let mut bytes = out.into_bytes();
     match spec.body {
         Some((ct, body)) => {

@@ -8,11 +8,13 @@
 //! docs/sip.md for what is answered to what.
 
 pub mod admission;
+pub mod bindings;
 pub mod dialog;
 pub mod dtmf_info;
 pub mod endpoint;
 pub mod message;
 pub mod registrar;
+pub mod status;
 pub mod timers;
 pub mod transaction;
 pub mod transfer;
@@ -24,5 +26,6 @@ pub use endpoint::{
     Transport,
 };
 pub use registrar::{RegisterId, RegisterReply};
+pub use status::{Reply, StatusCode};
 pub use transfer::SipError;
 pub use wire::{FrameError, StreamFramer, WireLimits};

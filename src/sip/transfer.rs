@@ -157,7 +157,7 @@ pub fn sipfrag_status(body: &[u8]) -> Option<u16> {
         return None;
     }
     let code: u16 = code.parse().ok()?;
-    (100..=699).contains(&code).then_some(code)
+    super::status::is_valid(code).then_some(code)
 }
 
 /// The lower-cased media type of a Content-Type value, without parameters.

@@ -9,6 +9,7 @@
 //! content (415/406, §8.2.3).
 
 use super::message::{NameAddr, Via, parse_cseq, uri_scheme};
+use super::status::{Invalid, Reply};
 use super::transaction::BRANCH_COOKIE;
 use super::wire::{Message, StartLine};
 
@@ -22,7 +23,7 @@ pub const ALLOW_WITH_REGISTER: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, 
 pub const ACCEPT: &str = "application/sdp";
 /// Option tags we support (we send no reliable provisionals, no timers).
 pub const SUPPORTED: &str = "";
-/// Methods we know but do not serve: 405 with Allow (DOMAIN.md: reveal
+/// Methods we know but do not serve: 405 with Allow (the hotline reveals
 /// nothing else).
 pub const NOT_ALLOWED: &[&str] = &[
     "REGISTER",
@@ -108,20 +109,12 @@ impl Request {
     }
 }
 
-/// A reply the validator wants sent, with its extra headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reject {
-    pub code: u16,
-    pub extra: Vec<(&'static str, String)>,
-}
+/// A reply the validator wants sent, with its extra headers: the
+/// [`Invalid`] reason mapped by [`super::status`].
+pub type Reject = Reply;
 
-impl Reject {
-    fn plain(code: u16) -> Reject {
-        Reject {
-            code,
-            extra: Vec::new(),
-        }
-    }
+fn reject(why: Invalid) -> Reject {
+    Reply::from(&why)
 }
 
 const SINGLE: &[&str] = &[
@@ -142,27 +135,31 @@ pub fn check(m: &Message) -> Result<Request, Reject> {
         version,
     } = &m.start
     else {
-        return Err(Reject::plain(400));
+        return Err(reject(Invalid::Malformed));
     };
     if version.is_empty() || uri.is_empty() {
-        return Err(Reject::plain(400));
+        return Err(reject(Invalid::Malformed));
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
         let looks_sip = version.len() > 4
             && version
                 .get(..4)
                 .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"));
-        return Err(Reject::plain(if looks_sip { 505 } else { 400 }));
+        return Err(reject(if looks_sip {
+            Invalid::Version
+        } else {
+            Invalid::Malformed
+        }));
     }
     if m.defect.is_some() {
-        return Err(Reject::plain(400));
+        return Err(reject(Invalid::Malformed));
     }
     for name in SINGLE {
         if m.header_count(name) > 1 {
-            return Err(Reject::plain(400));
+            return Err(reject(Invalid::Malformed));
         }
     }
-    let bad = || Reject::plain(400);
+    let bad = || reject(Invalid::Malformed);
     let mut vias = m.header_all("Via");
     let via = Via::parse(vias.next().ok_or_else(bad)?).ok_or_else(bad)?;
     for v in vias {
@@ -237,16 +234,13 @@ pub fn semantic_with(m: &Message, req: &Request, registrar: bool) -> Option<Reje
             } else {
                 ALLOW
             };
-            return Some(Reject {
-                code: 405,
-                extra: vec![("Allow", allow.to_owned())],
-            });
+            return Some(reject(Invalid::MethodNotAllowed { allow }));
         }
-        return Some(Reject::plain(501));
+        return Some(reject(Invalid::UnknownMethod));
     }
     let scheme = uri_scheme(&req.uri).unwrap_or_default();
     if !matches!(scheme.as_str(), "sip" | "sips" | "tel") {
-        return Some(Reject::plain(416));
+        return Some(reject(Invalid::UriScheme));
     }
     if method != "ACK" && method != "CANCEL" {
         // §8.2.2.3: every Require tag we do not support (we support none);
@@ -258,20 +252,14 @@ pub fn semantic_with(m: &Message, req: &Request, registrar: bool) -> Option<Reje
             .filter(|t| !t.is_empty())
             .collect();
         if !unsupported.is_empty() {
-            return Some(Reject {
-                code: 420,
-                extra: vec![("Unsupported", unsupported.join(", "))],
-            });
+            return Some(reject(Invalid::Unsupported(unsupported)));
         }
     }
     if method == "INVITE" {
         if !m.body.is_empty() {
             let ct = m.header("Content-Type").map(super::transfer::media_type);
             if ct.as_deref() != Some("application/sdp") {
-                return Some(Reject {
-                    code: 415,
-                    extra: vec![("Accept", ACCEPT.to_owned())],
-                });
+                return Some(reject(Invalid::BodyType { accept: ACCEPT }));
             }
         }
         let enc_ok = m.header_all("Content-Encoding").all(|e| {
@@ -279,13 +267,7 @@ pub fn semantic_with(m: &Message, req: &Request, registrar: bool) -> Option<Reje
                 .all(|t| t.trim().is_empty() || t.trim().eq_ignore_ascii_case("identity"))
         });
         if !enc_ok {
-            return Some(Reject {
-                code: 415,
-                extra: vec![
-                    ("Accept", ACCEPT.to_owned()),
-                    ("Accept-Encoding", "identity".to_owned()),
-                ],
-            });
+            return Some(reject(Invalid::Encoding { accept: ACCEPT }));
         }
         // Our 2xx carries SDP: the caller must accept it (RFC 4475 sdp01).
         let accepts: Vec<String> = m
@@ -299,13 +281,7 @@ pub fn semantic_with(m: &Message, req: &Request, registrar: bool) -> Option<Reje
                 .iter()
                 .any(|t| t == "application/sdp" || t == "application/*" || t == "*/*")
         {
-            return Some(Reject {
-                code: 406,
-                extra: vec![(
-                    "Warning",
-                    "399 - \"only application/sdp bodies are sent\"".to_owned(),
-                )],
-            });
+            return Some(reject(Invalid::NotAcceptable));
         }
     }
     None

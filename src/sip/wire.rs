@@ -3,7 +3,7 @@
 //!
 //! rsip 0.4 does not recognise compact header names, ignores
 //! Content-Length, rejects folded lines and bare LF, and keeps `Via: a, b`
-//! as one header (see INTEROP.md). Rather than patching bytes for it, this
+//! as one header (docs/interop.md#crates). Rather than patching bytes for it, this
 //! module parses the message framing itself into a [`Message`]: a start line,
 //! an ordered list of headers with canonical long names (one entry per
 //! comma-separated Via/Route/Record-Route/Contact value) and a body framed by
@@ -398,7 +398,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, FrameError> {
             return Err(FrameError::BadStartLine);
         }
         let code: u16 = code_s.parse().map_err(|_| FrameError::BadStartLine)?;
-        if !(100..=699).contains(&code) {
+        if !super::status::is_valid(code) {
             return Err(FrameError::BadStartLine);
         }
         return Ok(StartLine::Response {
@@ -552,6 +552,11 @@ impl StreamFramer {
     /// True once for every double-CRLF ping seen: the runtime then writes a
     /// single `\r\n` pong on the connection.
     pub fn take_pong(&mut self) -> bool {
+        // A ping alone in its read is counted here too, so that the runtime
+        // answers it at once instead of when the next bytes arrive.
+        if !self.failed {
+            self.scan_keepalives();
+        }
         if self.pongs > 0 {
             self.pongs -= 1;
             true
@@ -578,9 +583,35 @@ impl StreamFramer {
     }
 
     fn next_inner(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        // Keep-alives: CR/LF bytes before a message are skipped; a complete
-        // "\r\n\r\n" among them (possibly spread over several reads) is a
-        // ping that asks for a pong.
+        self.scan_keepalives();
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let Some((header_end, body_start)) = find_header_end(&self.buf) else {
+            if self.buf.len() > self.limits.max_message_bytes {
+                return Err(FrameError::TooLarge);
+            }
+            return Ok(None);
+        };
+        let head = self.buf.get(..header_end).unwrap_or_default();
+        let cl = stream_content_length(head, &self.limits)?;
+        let total = body_start
+            .checked_add(cl)
+            .ok_or(FrameError::BadContentLength)?;
+        if total > self.limits.max_message_bytes {
+            return Err(FrameError::TooLarge);
+        }
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        let msg: Vec<u8> = self.buf.drain(..total).collect();
+        Ok(Some(msg))
+    }
+
+    /// Keep-alives: CR/LF bytes before a message are skipped; a complete
+    /// "\r\n\r\n" among them (possibly spread over several reads) is a
+    /// ping that asks for a pong.
+    fn scan_keepalives(&mut self) {
         let lead = self
             .buf
             .iter()
@@ -609,28 +640,6 @@ impl StreamFramer {
         if !self.buf.is_empty() {
             self.ping_state = 0;
         }
-        if self.buf.is_empty() {
-            return Ok(None);
-        }
-        let Some((header_end, body_start)) = find_header_end(&self.buf) else {
-            if self.buf.len() > self.limits.max_message_bytes {
-                return Err(FrameError::TooLarge);
-            }
-            return Ok(None);
-        };
-        let head = self.buf.get(..header_end).unwrap_or_default();
-        let cl = stream_content_length(head, &self.limits)?;
-        let total = body_start
-            .checked_add(cl)
-            .ok_or(FrameError::BadContentLength)?;
-        if total > self.limits.max_message_bytes {
-            return Err(FrameError::TooLarge);
-        }
-        if self.buf.len() < total {
-            return Ok(None);
-        }
-        let msg: Vec<u8> = self.buf.drain(..total).collect();
-        Ok(Some(msg))
     }
 }
 

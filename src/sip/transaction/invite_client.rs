@@ -116,7 +116,9 @@ impl InviteClient {
                 out.push(TxOutput::Final(code));
             }
             (InviteClientState::Accepted, 200..=299) => out.push(TxOutput::Final(code)),
-            (InviteClientState::Calling | InviteClientState::Proceeding, _) if code >= 300 => {
+            (InviteClientState::Calling | InviteClientState::Proceeding, _)
+                if crate::sip::status::is_error(code) =>
+            {
                 self.state = InviteClientState::Completed;
                 self.timers.stop(A);
                 self.timers.stop(B);
@@ -131,7 +133,7 @@ impl InviteClient {
                 self.timers.set(D, now + d);
                 out.push(TxOutput::Final(code));
             }
-            (InviteClientState::Completed, _) if code >= 300 => {
+            (InviteClientState::Completed, _) if crate::sip::status::is_error(code) => {
                 if let Some(a) = &self.last_ack {
                     out.push(TxOutput::Send(a.clone()));
                 }
