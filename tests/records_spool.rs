@@ -1,8 +1,8 @@
 //! The records writer against real databases: a spool left by an earlier
 //! run (with a torn last record) is replayed first and in order; replaying
 //! the same rows twice stores them once; a PostgreSQL outage (a private
-//! cluster stopped and started) loses no CDR and no audit row, and the
-//! audit chain verifies afterwards.
+//! cluster stopped and started) loses no CDR, no audit row and no callback
+//! booking, and the audit chain verifies afterwards.
 
 #[macro_use]
 mod ledger_support;
@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ivr12333::domain::{CallRecord, Insurance};
+use ivr12333::ledger::callbacks::{CallbackBooking, NewCallback};
 use ivr12333::ledger::{AuditAction, CdrRow, Ledger, LedgerConfig, new_row_id};
 use ivr12333::records::spool::Spool;
 use ivr12333::records::{Durable, Records, RecordsConfig, Row, frame};
@@ -30,6 +31,19 @@ fn cdr(call_id: &str) -> CallRecord {
         prompts: vec!["welcome".to_owned()],
         menu_keys: "1".to_owned(),
     }
+}
+
+/// A callback booking for `call_id` (the caller verified as NORMAL).
+fn booking(ledger: &Ledger, call_id: &str) -> CallbackBooking {
+    let nc = NewCallback {
+        call_id,
+        number: "13800138000",
+        id: Some(&id(NORMAL.0)),
+        queue: "general",
+    };
+    ledger
+        .callback_booking(&nc, std::time::SystemTime::now())
+        .unwrap()
 }
 
 fn config(dir: &Path) -> RecordsConfig {
@@ -93,6 +107,7 @@ fn spool_rows(dir: &Path, ledger: &Ledger, tag: &str, torn: bool) -> Vec<Row> {
             row_id: new_row_id(),
             record: cdr(&format!("{tag}-{i}")),
         }));
+        rows.push(Row::Callback(booking(ledger, &format!("{tag}-{i}"))));
     }
     let mut s = Spool::open(dir).unwrap();
     let payloads: Vec<Vec<u8>> = rows
@@ -133,7 +148,7 @@ async fn leftover_spool_is_replayed_first_in_order(db: TestDb) {
     spool_rows(&spool, &ledger, "spooled", true);
 
     let records = Records::start(ledger.clone(), config(&spool)).unwrap();
-    assert_eq!(records.status().spooled_rows, 8);
+    assert_eq!(records.status().spooled_rows, 12);
     // A row enqueued now lands after the spooled ones.
     let ack = records
         .audit(ledger.audit_row(&ctx("after"), None, AuditAction::Authenticate, "verified"))
@@ -157,6 +172,7 @@ async fn leftover_spool_is_replayed_first_in_order(db: TestDb) {
     );
     assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log").await, 6);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM call_records").await, 5);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM callbacks").await, 4);
     assert_eq!(
         db.scalar("SELECT COUNT(*) FROM call_records WHERE row_id = 'never-finished'")
             .await,
@@ -187,6 +203,16 @@ async fn replaying_the_same_rows_twice_stores_them_once(db: TestDb) {
     r.shutdown(Duration::from_secs(10)).await;
     assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log").await, 4);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM call_records").await, 4);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM callbacks").await, 4);
+    // The booking's fields survive the spool (the number an agent dials).
+    assert_eq!(
+        db.scalar(
+            "SELECT COUNT(*) FROM callbacks WHERE caller_number = '13800138000' \
+                   AND status = 'open' AND id_masked IS NOT NULL"
+        )
+        .await,
+        4
+    );
     assert!(ledger.verify_audit().await.unwrap().is_intact());
 }
 
@@ -221,6 +247,7 @@ async fn postgres_outage_loses_no_cdr_and_no_audit_row() {
     pg.down();
     for i in 0..50 {
         records.cdr(cdr(&format!("down-{i}")));
+        records.callback(booking(&ledger, &format!("down-{i}")));
         acks.push(records.audit(ledger.audit_row(
             &ctx(&format!("down-{i}")),
             Some(&id(NORMAL.0)),
@@ -264,6 +291,7 @@ async fn postgres_outage_loses_no_cdr_and_no_audit_row() {
     };
     assert_eq!(n("SELECT COUNT(*) FROM call_records").await, 60);
     assert_eq!(n("SELECT COUNT(*) FROM audit_log").await, 60);
+    assert_eq!(n("SELECT COUNT(*) FROM callbacks").await, 50);
     assert_eq!(
         n("SELECT COUNT(DISTINCT call_id) FROM audit_log WHERE call_id LIKE 'down-%'").await,
         50

@@ -2,6 +2,8 @@
 -- leaves a number; agents list the open bookings in the admin API and mark
 -- them done. Nothing is dialled automatically. The verified ID is stored
 -- only as the keyed hash and the masked form (110105********002X).
+-- row_id: made when the booking is queued for the records writer; a
+-- booking replayed from the spool after a crash is stored once.
 CREATE TABLE callbacks (
     id             BIGSERIAL PRIMARY KEY,
     created_at_ms  BIGINT NOT NULL,
@@ -12,6 +14,7 @@ CREATE TABLE callbacks (
     queue          TEXT NOT NULL,
     status         TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'done')),
     done_by        TEXT,
-    done_at_ms     BIGINT
+    done_at_ms     BIGINT,
+    row_id         TEXT UNIQUE
 );
 CREATE INDEX callbacks_status_created ON callbacks (status, created_at_ms);

@@ -173,6 +173,8 @@ pub(crate) async fn append(l: &Ledger, e: &Entry) -> Result<(), LedgerError> {
 const CDR_COLS: usize = 10;
 /// Columns of one multi-row audit insert.
 const AUDIT_COLS: usize = 12;
+/// Columns of one callback booking in a batch insert.
+const CALLBACK_COLS: usize = 7;
 
 fn values_clause(rows: usize, cols: usize, first: usize) -> String {
     let mut s = String::with_capacity(rows * cols * 5);
@@ -201,6 +203,7 @@ pub(crate) async fn write_batch(
     l: &Ledger,
     cdrs: &[CdrRow],
     audits: &[AuditRow],
+    callbacks: &[super::callbacks::CallbackBooking],
 ) -> Result<(), LedgerError> {
     let mut cdr_json = Vec::with_capacity(cdrs.len());
     for c in cdrs {
@@ -239,6 +242,25 @@ pub(crate) async fn write_batch(
                     .bind(states.as_str())
                     .bind(prompts.as_str())
                     .bind(r.menu_keys.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        if !callbacks.is_empty() {
+            let sql = format!(
+                "INSERT INTO callbacks (row_id, created_at_ms, call_id, caller_number, id_hash, \
+                 id_masked, queue) VALUES {} ON CONFLICT (row_id) DO NOTHING",
+                values_clause(callbacks.len(), CALLBACK_COLS, 0)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for b in callbacks {
+                q = q
+                    .bind(b.row_id.as_str())
+                    .bind(b.created_at_ms)
+                    .bind(b.call_id.as_str())
+                    .bind(b.caller_number.as_str())
+                    .bind(b.id_hash.as_deref())
+                    .bind(b.id_masked.as_deref())
+                    .bind(b.queue.as_str());
             }
             q.execute(&mut *tx).await?;
         }

@@ -57,8 +57,63 @@ impl std::fmt::Debug for CallbackRow {
     }
 }
 
+/// A booking ready to store: validated, the ID reduced to its keyed hash
+/// and masked form, with a row id made once so that a booking written
+/// twice (replayed from the records spool after a crash) is stored once.
+/// It travels through the records writer ([`crate::records::Row`]) and may
+/// wait in the spool. Its `Debug` hides the number to call back.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CallbackBooking {
+    pub row_id: String,
+    pub created_at_ms: i64,
+    pub call_id: String,
+    pub caller_number: String,
+    pub id_hash: Option<String>,
+    pub id_masked: Option<String>,
+    pub queue: String,
+}
+
+impl std::fmt::Debug for CallbackBooking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackBooking")
+            .field("row_id", &self.row_id)
+            .field("created_at_ms", &self.created_at_ms)
+            .field("call_id", &self.call_id)
+            .field("caller_number", &"<number>")
+            .field("id_masked", &self.id_masked)
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
 impl Ledger {
-    /// Stores a booking; returns its id.
+    /// Validates a booking (a number of 5 to 20 digits) and makes the row
+    /// to store; nothing is written yet.
+    pub fn callback_booking(
+        &self,
+        b: &NewCallback<'_>,
+        now: SystemTime,
+    ) -> Result<CallbackBooking, LedgerError> {
+        let valid_number =
+            (5..=20).contains(&b.number.len()) && b.number.bytes().all(|c| c.is_ascii_digit());
+        if !valid_number {
+            return Err(LedgerError::Invalid(
+                "a callback number has 5 to 20 digits".into(),
+            ));
+        }
+        Ok(CallbackBooking {
+            row_id: super::new_row_id(),
+            created_at_ms: unix_ms(now),
+            call_id: b.call_id.to_owned(),
+            caller_number: b.number.to_owned(),
+            id_hash: b.id.map(|id| self.id_hash(id)),
+            id_masked: b.id.map(IdNumber::masked),
+            queue: b.queue.to_owned(),
+        })
+    }
+
+    /// Stores a booking at once (bypassing the records writer); returns its
+    /// id. The service books through [`crate::records::Records::callback`].
     pub async fn book_callback(&self, b: &NewCallback<'_>) -> Result<i64, LedgerError> {
         self.book_callback_at(b, SystemTime::now()).await
     }
@@ -68,26 +123,13 @@ impl Ledger {
         b: &NewCallback<'_>,
         now: SystemTime,
     ) -> Result<i64, LedgerError> {
-        let valid_number =
-            (5..=20).contains(&b.number.len()) && b.number.bytes().all(|c| c.is_ascii_digit());
-        if !valid_number {
-            return Err(LedgerError::Invalid(
-                "a callback number has 5 to 20 digits".into(),
-            ));
-        }
-        let hash = b.id.map(|id| self.id_hash(id));
-        let masked = b.id.map(IdNumber::masked);
-        let at = unix_ms(now);
+        let row = self.callback_booking(b, now)?;
+        self.write_records(&[], &[], std::slice::from_ref(&row))
+            .await?;
         let id: i64 = with_db!(self, p => sqlx::query_scalar(
-            "INSERT INTO callbacks (created_at_ms, call_id, caller_number, id_hash, id_masked, \
-             queue, status) VALUES ($1, $2, $3, $4, $5, $6, 'open') RETURNING id",
+            "SELECT id FROM callbacks WHERE row_id = $1",
         )
-        .bind(at)
-        .bind(b.call_id)
-        .bind(b.number)
-        .bind(hash.as_deref())
-        .bind(masked.as_deref())
-        .bind(b.queue)
+        .bind(row.row_id.as_str())
         .fetch_one(p))?;
         Ok(id)
     }

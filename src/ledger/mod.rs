@@ -602,8 +602,9 @@ impl Ledger {
         &self,
         cdrs: &[CdrRow],
         audits: &[AuditRow],
+        callbacks: &[callbacks::CallbackBooking],
     ) -> Result<(), LedgerError> {
-        audit::write_batch(self, cdrs, audits).await
+        audit::write_batch(self, cdrs, audits, callbacks).await
     }
 
     /// Whether the database answers a trivial query (for health).

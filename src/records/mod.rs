@@ -1,4 +1,4 @@
-//! Records that survive: every CDR and audit row goes through one bounded
+//! Records that survive: every CDR, audit row and callback booking goes through one bounded
 //! queue to one writer task, which inserts them in multi-row batches, backs
 //! off and retries when the database fails, and meanwhile keeps them in a
 //! durable spool on local disk, replayed in order once the database is back
@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 
 use crate::domain::CallRecord;
+use crate::ledger::callbacks::CallbackBooking;
 use crate::ledger::{AuditRow, CdrRow, Ledger};
 
 pub use policy::PolicyConfig;
@@ -77,6 +78,7 @@ impl Default for RecordsConfig {
 pub enum Row {
     Cdr(CdrRow),
     Audit(AuditRow),
+    Callback(CallbackBooking),
 }
 
 type Ack = oneshot::Sender<Result<Durable, Unavailable>>;
@@ -186,6 +188,16 @@ impl Records {
             record,
         });
         self.push(Item { row, ack: None });
+    }
+
+    /// Enqueues a callback booking. Like a CDR it is never refused and
+    /// never waits: it is kept in memory until the database or the spool
+    /// has it, so a caller who was told "we will call you back" is.
+    pub fn callback(&self, booking: CallbackBooking) {
+        self.push(Item {
+            row: Row::Callback(booking),
+            ack: None,
+        });
     }
 
     /// Enqueues an audit row now (before this returns) and gives a future

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::ledger::callbacks::CallbackBooking;
 use crate::ledger::{AuditRow, CdrRow, Ledger, LedgerError};
 
 use super::policy::{Policy, PolicyConfig, Step};
@@ -16,14 +17,16 @@ use super::{Durable, Item, Row, Shared, Unavailable, lock};
 async fn write_db(ledger: &Ledger, rows: &[&Row]) -> Result<(), LedgerError> {
     let mut cdrs: Vec<CdrRow> = Vec::new();
     let mut audits: Vec<AuditRow> = Vec::new();
+    let mut callbacks: Vec<CallbackBooking> = Vec::new();
     for r in rows {
         match r {
             Row::Cdr(c) => cdrs.push(c.clone()),
             Row::Audit(a) => audits.push(a.clone()),
+            Row::Callback(b) => callbacks.push(b.clone()),
         }
     }
     let started = Instant::now();
-    let r = ledger.write_records(&cdrs, &audits).await;
+    let r = ledger.write_records(&cdrs, &audits, &callbacks).await;
     metrics::histogram!("ivr_records_write_seconds").record(started.elapsed().as_secs_f64());
     r
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::call::CallEvent;
 use crate::domain::{AuthOutcome, CallRecord, IdNumber, Pin};
 use crate::flow::interpreter::LedgerUnavailable;
-use crate::ledger::{AuditAction, AuditContext, Ledger};
+use crate::ledger::{AuditAction, AuditContext};
 
 use super::ports::PortGuard;
 use super::types::{CallInput as Input, Services};
@@ -47,7 +47,7 @@ pub fn hand_off(
             outcome,
         } => write_audit(services, ctx, id, action, outcome),
         CallEvent::Callback { queue, number, id } => {
-            book_callback(&services.ledger, ctx, queue, number, id)
+            book_callback(services, ctx, queue, number, id)
         }
         CallEvent::WriteCdr(record) => write_cdr(services, *record),
         // The call task carries out its other commands itself.
@@ -155,28 +155,32 @@ pub fn write_cdr(services: &Services, record: CallRecord) {
     services.records.cdr(record);
 }
 
-/// Stores a callback booking off the call's task (the number and the ID
-/// are never logged); a failed write is logged.
+/// Books a callback through the records writer: durable (database or
+/// spool) whatever the database's state, stored once. Only an invalid
+/// number is refused (the flow validates it before, so this is a bug).
 pub fn book_callback(
-    ledger: &Ledger,
+    services: &Services,
     ctx: &AuditContext,
     queue: String,
     number: String,
     id: Option<IdNumber>,
 ) {
-    let (ledger, call_id) = (ledger.clone(), ctx.call_id.clone());
-    tokio::spawn(async move {
-        let booking = crate::ledger::callbacks::NewCallback {
-            call_id: &call_id,
-            number: &number,
-            id: id.as_ref(),
-            queue: &queue,
-        };
-        match ledger.book_callback(&booking).await {
-            Ok(n) => tracing::info!(%call_id, %queue, booking = n, "callback booked"),
-            Err(e) => tracing::error!(%call_id, error = %e, "callback booking failed"),
+    let booking = crate::ledger::callbacks::NewCallback {
+        call_id: &ctx.call_id,
+        number: &number,
+        id: id.as_ref(),
+        queue: &queue,
+    };
+    match services
+        .ledger
+        .callback_booking(&booking, std::time::SystemTime::now())
+    {
+        Ok(row) => {
+            tracing::info!(call_id = %ctx.call_id, %queue, "callback booked");
+            services.records.callback(row);
         }
-    });
+        Err(e) => tracing::error!(call_id = %ctx.call_id, error = %e, "callback not booked"),
+    }
 }
 
 /// A port from the pool and a socket bound to it, without awaiting (a bind
