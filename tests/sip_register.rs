@@ -408,3 +408,71 @@ fn waiting_registers_are_capped() {
     assert_eq!(h.ep.pending_registers(), 0);
     assert_no_leak(&mut h);
 }
+
+/// RFC 3327: a REGISTER that came through a proxy carries Path; the values
+/// reach the application in order and are echoed in the 200 only when the
+/// UA listed `path` in Supported (§5.3).
+#[test]
+fn path_is_handed_over_and_echoed_when_supported() {
+    const PATH: &str = "<sip:127.0.0.1:5070;lr;received=sip:127.0.0.1:5080>";
+    for (supported, echoed) in [("Supported: path\r\n", true), ("", false)] {
+        let mut h = registrar();
+        let extra = format!("{CONTACT}Path: {PATH}, <sip:10.0.0.9;lr>\r\n{supported}");
+        send(&mut h, &register("p1", 1, &extra));
+        let (reg, ev) = the_register(&mut h);
+        let SipEvent::Register { path, .. } = &ev else {
+            unreachable!()
+        };
+        assert_eq!(path, &[PATH.to_owned(), "<sip:10.0.0.9;lr>".to_owned()]);
+        assert!(format!("{ev:?}").contains("received=sip:127.0.0.1:5080"));
+        h.ep.respond_register(
+            h.now,
+            reg,
+            RegisterReply::Ok {
+                contact: Some("sip:agent01@127.0.0.1:5080".into()),
+                expires: 600,
+            },
+        );
+        h.run_until(h.now);
+        let r = responses(&mut h);
+        assert_eq!(r[0].status(), Some(200));
+        let paths: Vec<&str> = r[0].header_all("Path").collect();
+        if echoed {
+            assert_eq!(paths, [PATH, "<sip:10.0.0.9;lr>"]);
+        } else {
+            assert!(paths.is_empty(), "{paths:?}");
+        }
+        assert_no_leak(&mut h);
+    }
+}
+
+/// An unregister (no binding made) does not echo the Path; a malformed
+/// Path is a 400 without reaching the application.
+#[test]
+fn path_not_echoed_on_removal_and_bad_path_is_400() {
+    let mut h = registrar();
+    let extra =
+        format!("{CONTACT}Expires: 0\r\nPath: <sip:127.0.0.1:5070;lr>\r\nSupported: path\r\n");
+    send(&mut h, &register("p2", 1, &extra));
+    let (reg, _) = the_register(&mut h);
+    h.ep.respond_register(
+        h.now,
+        reg,
+        RegisterReply::Ok {
+            contact: None,
+            expires: 0,
+        },
+    );
+    h.run_until(h.now);
+    let r = responses(&mut h);
+    assert_eq!(r[0].status(), Some(200));
+    assert_eq!(r[0].header("Path"), None);
+
+    send(
+        &mut h,
+        &register("p3", 2, &format!("{CONTACT}Path: sip:10.0.0.9;lr\r\n")),
+    );
+    assert!(h.take_events().is_empty());
+    assert_eq!(h.take_statuses(), [400]);
+    assert_no_leak(&mut h);
+}

@@ -579,3 +579,145 @@ fn refer_over_tcp_and_connection_loss() {
     assert_eq!(h.ended(), [EndReason::TransportError]);
     assert_no_leak(&mut h);
 }
+
+const PROXY: &str = "127.0.0.1:5070";
+const PROXY_ROUTE: &str = "<sip:127.0.0.1:5070;lr;received=sip:127.0.0.1:5090>";
+
+fn via_proxy() -> OutboundCall {
+    OutboundCall {
+        request_uri: format!("sip:agent01@{AGENT}"),
+        dest: PROXY.parse().unwrap(),
+        sdp: Some(b"v=0\r\noffer".to_vec()),
+        route_set: vec![PROXY_ROUTE.to_owned()],
+        ..Default::default()
+    }
+}
+
+/// RFC 3327 §5.3 / RFC 3261 §8.1.2: a pre-loaded Route set (an agent's
+/// Path) is written on the INVITE, on its CANCEL (§9.1) and on the ACK of
+/// the non-2xx (§17.1.1.3); everything goes to the proxy.
+#[test]
+fn outbound_invite_with_route_set_cancelled() {
+    let mut h = Harness::standard();
+    let proxy: SocketAddr = PROXY.parse().unwrap();
+    h.ep.try_invite(h.now, via_proxy()).unwrap();
+    h.run_until(h.now);
+    let out = h.take_out();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.dest, proxy);
+    let inv = msg(&out[0].1.bytes);
+    assert_eq!(
+        inv.request_uri(),
+        Some(format!("sip:agent01@{AGENT}").as_str())
+    );
+    assert_eq!(inv.header_all("Route").collect::<Vec<_>>(), [PROXY_ROUTE]);
+    h.send(
+        Transport::Udp,
+        proxy,
+        &agent_response(&inv, 180, Some("ag"), "", ""),
+    );
+    let call = match &h.take_events()[..] {
+        [SipEvent::Progress { call, .. }] => *call,
+        other => panic!("{other:?}"),
+    };
+    h.ep.hangup(h.now, call);
+    h.run_until(h.now);
+    let out = h.take_out();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.dest, proxy);
+    let cancel = msg(&out[0].1.bytes);
+    assert_eq!(cancel.method(), Some("CANCEL"));
+    assert_eq!(cancel.header("Route"), Some(PROXY_ROUTE));
+    h.send(
+        Transport::Udp,
+        proxy,
+        &agent_response(&cancel, 200, Some("ag"), "", ""),
+    );
+    h.send(
+        Transport::Udp,
+        proxy,
+        &agent_response(&inv, 487, Some("ag"), "", ""),
+    );
+    h.run_until(h.now);
+    let out = h.take_out();
+    let ack = out
+        .iter()
+        .map(|(_, t)| (t.dest, msg(&t.bytes)))
+        .find(|(_, m)| m.method() == Some("ACK"))
+        .expect("ACK for the 487");
+    assert_eq!(ack.0, proxy);
+    assert_eq!(ack.1.header("Route"), Some(PROXY_ROUTE));
+    assert_eq!(h.ended(), [EndReason::Cancelled]);
+    assert_no_leak(&mut h);
+}
+
+/// After the 2xx the dialog's route set is its Record-Route (§12.1.2): the
+/// ACK and our BYE go through the proxy that record-routed.
+#[test]
+fn outbound_invite_with_route_set_answered() {
+    let mut h = Harness::standard();
+    let proxy: SocketAddr = PROXY.parse().unwrap();
+    let call = h.ep.try_invite(h.now, via_proxy()).unwrap();
+    h.run_until(h.now);
+    let inv = msg(&h.take_out()[0].1.bytes);
+    let rr = "Record-Route: <sip:127.0.0.1:5070;lr>\r\n";
+    let contact = format!("Contact: <sip:agent01@{AGENT}>\r\n");
+    h.send(
+        Transport::Udp,
+        proxy,
+        &agent_response(&inv, 200, Some("ag"), &format!("{rr}{contact}"), "v=0\r\n"),
+    );
+    h.run_until(h.now);
+    let out = h.take_out();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.dest, proxy);
+    let ack = msg(&out[0].1.bytes);
+    assert_eq!(ack.method(), Some("ACK"));
+    assert_eq!(
+        ack.request_uri(),
+        Some(format!("sip:agent01@{AGENT}").as_str())
+    );
+    assert_eq!(ack.header("Route"), Some("<sip:127.0.0.1:5070;lr>"));
+    h.take_events();
+    h.ep.hangup(h.now, call);
+    h.run_until(h.now);
+    let out = h.take_out();
+    assert_eq!(out[0].1.dest, proxy);
+    let bye = msg(&out[0].1.bytes);
+    assert_eq!(bye.method(), Some("BYE"));
+    assert_eq!(bye.header("Route"), Some("<sip:127.0.0.1:5070;lr>"));
+    h.send(
+        Transport::Udp,
+        proxy,
+        &agent_response(&bye, 200, None, "", ""),
+    );
+    assert_eq!(h.ended(), [EndReason::LocalBye]);
+    assert_no_leak(&mut h);
+}
+
+#[test]
+fn outbound_route_set_is_checked() {
+    let mut h = Harness::standard();
+    for bad in [
+        "sip:127.0.0.1:5070;lr",
+        "<tel:+8612333>",
+        "<sip:127.0.0.1;lr>\r\nVia: evil",
+        "<sip:127.0.0.1;lr>, <sip:10.0.0.1;lr>",
+    ] {
+        let got = h.ep.try_invite(
+            h.now,
+            OutboundCall {
+                route_set: vec![bad.to_owned()],
+                ..via_proxy()
+            },
+        );
+        assert_eq!(
+            got,
+            Err(SipError::InvalidHeaderValue("Route".into())),
+            "{bad:?}"
+        );
+    }
+    h.run_until(h.now);
+    assert!(h.take_out().is_empty());
+    assert_no_leak(&mut h);
+}

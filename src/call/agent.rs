@@ -5,7 +5,8 @@
 //! A leg's life (see `docs/call.md`):
 //!
 //! ```text
-//! QueueAction::RingAgent ─► parse contact ─┬─ IP literal ───────────────┐
+//! QueueAction::RingAgent ─► parse contact (or the first route of the agent's Path)
+//!                                          ─┬─ IP literal ───────────────┐
 //!                                          └─ host: ResolveContact ─► handle_contact_resolved
 //!                          OpenLeg ─► handle_leg_media (RTP port)      │
 //!   both known ─► SDP offer ─► PlaceLeg ─► CallSignal::LegPlaced (handle)
@@ -27,6 +28,7 @@ use crate::ledger::AuditAction;
 use crate::media::g711::Codec;
 use crate::media::sdp::{LocalMedia, Negotiated, SdpSession};
 use crate::queue::{AgentId, MaxWaitAction, QueueAction};
+use crate::sip::message::NameAddr;
 use crate::sip::{CallHandle, OutboundCall, Transport};
 
 /// How long a REFER may take to report success before the fallback (a UA
@@ -53,6 +55,8 @@ struct Leg {
     id: LegId,
     agent: AgentId,
     contact: String,
+    /// Pre-loaded Route set (the Path the agent registered through).
+    route_set: Vec<String>,
     dest: Option<SocketAddr>,
     port: Option<u16>,
     placed: bool,
@@ -220,6 +224,19 @@ impl Call {
 
     /// What the queue says about this caller.
     pub fn handle_queue(&mut self, now: Instant, action: QueueAction) {
+        self.handle_queue_routed(now, action, Vec::new());
+    }
+
+    /// [`Call::handle_queue`] where a `RingAgent` is placed through
+    /// `route_set` (the agent's stored Path, RFC 3327 §5.3): the INVITE
+    /// carries it as Route headers and goes to its first entry. Empty: to
+    /// the contact directly.
+    pub fn handle_queue_routed(
+        &mut self,
+        now: Instant,
+        action: QueueAction,
+        route_set: Vec<String>,
+    ) {
         let call_id = self.record.call_id.clone();
         match action {
             QueueAction::Announce {
@@ -243,7 +260,7 @@ impl Call {
                     self.outputs.push_back(CallEvent::QueueAgentFailed(agent));
                     return;
                 }
-                self.ring(agent, contact);
+                self.ring(agent, contact, route_set);
             }
             QueueAction::CancelRing { agent, .. } => {
                 let connected = self.agent.connected;
@@ -301,8 +318,13 @@ impl Call {
         }
     }
 
-    fn ring(&mut self, agent: AgentId, contact: String) {
-        let target = match parse_contact(&contact) {
+    fn ring(&mut self, agent: AgentId, contact: String, route_set: Vec<String>) {
+        // With a route set the INVITE goes to its first hop (§8.1.2).
+        let first_hop = match route_set.first() {
+            Some(r) => NameAddr::parse(r).map(|n| n.uri).unwrap_or_default(),
+            None => contact.clone(),
+        };
+        let target = match parse_contact(&first_hop) {
             Ok(t) => t,
             Err(why) => {
                 tracing::warn!(call_id = %self.record.call_id, %agent, why, "cannot ring agent");
@@ -320,6 +342,7 @@ impl Call {
             id,
             agent,
             contact,
+            route_set,
             dest,
             port: None,
             placed: false,
@@ -401,6 +424,7 @@ impl Call {
             sdp: Some(offer),
             headers,
             max_forwards,
+            route_set: leg.route_set.clone(),
         };
         self.outputs
             .push_back(CallEvent::PlaceLeg { leg: leg.id, call });

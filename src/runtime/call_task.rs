@@ -124,7 +124,15 @@ impl Shell for CallShell {
             }
             Input::Rtp(leg, n, src) => self.call.handle_rtp(now, leg, src, &self.leg_buf[..n]),
             Input::Signal(s) => self.call.handle_signal(now, s),
-            Input::Queue(a) => self.call.handle_queue(now, a),
+            Input::Queue(a) => {
+                // An agent that registered through a proxy is rung through
+                // it: its stored Path becomes the INVITE's Route set.
+                let route = match (&a, self.services.queues.as_deref()) {
+                    (QueueAction::RingAgent { agent, .. }, Some(q)) => q.agent_route(agent),
+                    _ => Vec::new(),
+                };
+                self.call.handle_queue_routed(now, a, route)
+            }
             Input::Auth(r) => self.call.handle_auth(now, r),
             Input::Audit(r) => self.call.handle_audit(now, r),
             Input::Contact(leg, addr) => self.call.handle_contact_resolved(now, leg, addr),

@@ -57,7 +57,8 @@ impl QueueRuntime {
         self.registrar.is_some()
     }
 
-    /// Answers a REGISTER (403 when no agent may register).
+    /// Answers a REGISTER (403 when no agent may register). `path`: the
+    /// REGISTER's Path values (RFC 3327), kept with the binding.
     #[allow(clippy::too_many_arguments)]
     pub fn register(
         &self,
@@ -67,6 +68,7 @@ impl QueueRuntime {
         expires: u32,
         authorization: Option<&str>,
         method_uri: &str,
+        path: &[String],
         source: std::net::IpAddr,
     ) -> crate::sip::registrar::RegisterReply {
         match &self.registrar {
@@ -79,9 +81,24 @@ impl QueueRuntime {
                 expires,
                 authorization,
                 method_uri,
+                path,
                 source,
             ),
             None => crate::sip::registrar::RegisterReply::Forbidden,
+        }
+    }
+
+    /// The pre-loaded Route set for calls to `agent`: the Path its current
+    /// registration came through (RFC 3327 §5.3), empty when it registered
+    /// directly, has a static contact or is not registered.
+    pub fn agent_route(&self, agent: &AgentId) -> Vec<String> {
+        match &self.registrar {
+            Some(r) => r
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .path(agent)
+                .to_vec(),
+            None => Vec::new(),
         }
     }
 
@@ -253,8 +270,9 @@ pub struct Registrar {
     auth: crate::queue::digest::DigestAuth,
     passwords: HashMap<String, String>,
     realm: String,
-    /// Registered agents and when their binding lapses.
-    bindings: Bindings<AgentId>,
+    /// Registered agents, when their binding lapses, and the Path each
+    /// registered through (RFC 3327; empty without a proxy).
+    bindings: Bindings<AgentId, Vec<String>>,
 }
 
 impl Registrar {
@@ -279,7 +297,14 @@ impl Registrar {
         self
     }
 
-    /// Answers one REGISTER. `user` is the address-of-record's user part.
+    /// The Path `agent` registered through (empty: none, or not bound).
+    pub fn path(&self, agent: &AgentId) -> &[String] {
+        self.bindings.get(agent).map_or(&[], Vec::as_slice)
+    }
+
+    /// Answers one REGISTER. `user` is the address-of-record's user part;
+    /// `path` the REGISTER's Path values, stored with the binding (a
+    /// refresh without Path clears them: the agent now registers directly).
     #[allow(clippy::too_many_arguments)]
     pub fn handle(
         &mut self,
@@ -291,6 +316,7 @@ impl Registrar {
         expires: u32,
         authorization: Option<&str>,
         method_uri: &str,
+        path: &[String],
         source: std::net::IpAddr,
     ) -> crate::sip::registrar::RegisterReply {
         use crate::queue::digest::DigestError;
@@ -340,8 +366,10 @@ impl Registrar {
                 if ok.is_err() {
                     return RegisterReply::Forbidden;
                 }
-                let expires = self.bindings.bind(now, id.clone(), expires);
-                tracing::info!(agent = %id, expires, "agent registered: logged in");
+                let expires = self
+                    .bindings
+                    .bind_with(now, id.clone(), expires, path.to_vec());
+                tracing::info!(agent = %id, expires, path_hops = path.len(), "agent registered: logged in");
                 RegisterReply::Ok {
                     contact: Some(uri),
                     expires,

@@ -261,6 +261,7 @@ fn dispatch_leg(
         expires,
         authorization,
         method_uri,
+        path,
         src,
         ..
     } = ev
@@ -277,6 +278,7 @@ fn dispatch_leg(
                 expires,
                 authorization.as_deref(),
                 &method_uri,
+                &path,
                 src.ip(),
             ),
             None => crate::sip::registrar::RegisterReply::Forbidden,

@@ -5,9 +5,18 @@
 //! [`RegisterReply`]. The endpoint holds the request in a non-INVITE server
 //! transaction meanwhile (§17.2.2) and answers 500 if the application never
 //! does.
+//!
+//! RFC 3327 (Path): a proxy in front of the registrar (Kamailio's
+//! `add_path_received()`) adds a Path header so that calls to the agent
+//! come back through it. The Path values are handed to the application with
+//! the binding; the 200 echoes them when the UA said `Supported: path`
+//! (§5.3; the "lazy" mode of common registrars: a UA that does not support
+//! Path still gets its binding, the proxy is the one that needs it); a call
+//! to the agent uses them as its pre-loaded Route set (§5.3, RFC 3261
+//! §8.1.2).
 
-use super::message::{NameAddr, param};
-use super::wire::Message;
+use super::message::{NameAddr, param, uri_scheme};
+use super::wire::{Message, split_commas};
 
 /// One REGISTER request waiting for [`Endpoint::respond_register`].
 ///
@@ -44,6 +53,45 @@ pub struct RegisterFields {
     /// First Contact URI; `*` for "remove all"; None = a query.
     pub contact: Option<String>,
     pub expires: u32,
+    /// The Path values in order (first = the proxy nearest the registrar),
+    /// each one name-addr as received, e.g. `<sip:10.0.0.2;lr>`.
+    pub path: Vec<String>,
+    /// The UA listed `path` in Supported.
+    pub path_supported: bool,
+}
+
+/// Path entries accepted in one REGISTER; more is a 400 (a real path has
+/// one or two proxies; a longer one is a loop or an attack).
+pub const MAX_PATH: usize = 8;
+
+/// RFC 3327 §4: `Path: name-addr *( "," name-addr )`, possibly in several
+/// header fields. Each entry must be a bracketed `sip:`/`sips:` URI;
+/// anything else (or more than [`MAX_PATH`] entries, or CR/LF/NUL) is
+/// `None` (400).
+pub fn parse_path(m: &Message) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for value in m.header_all("Path") {
+        for entry in split_commas(value) {
+            let na = NameAddr::parse(&entry)?;
+            let scheme = uri_scheme(&na.uri)?;
+            if !na.bracketed
+                || (scheme != "sip" && scheme != "sips")
+                || entry.contains(['\r', '\n', '\0'])
+                || out.len() == MAX_PATH
+            {
+                return None;
+            }
+            out.push(entry);
+        }
+    }
+    Some(out)
+}
+
+/// Whether `Supported` lists the option tag `tag` (any case, any field).
+pub fn supports(m: &Message, tag: &str) -> bool {
+    m.header_all("Supported")
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(tag))
 }
 
 fn parse_expires(v: &str) -> Option<u32> {
@@ -67,6 +115,8 @@ pub struct MalformedRegister;
 /// §10.3 steps 6–8: Contact and expiry. Err = 400 (unparseable Expires or
 /// Contact, `*` with a non-zero expiry or other contacts, §10.3 step 6).
 pub fn parse_register(m: &Message) -> Result<RegisterFields, MalformedRegister> {
+    let path = parse_path(m).ok_or(MalformedRegister)?;
+    let path_supported = supports(m, "path");
     let header_expires = match m.header("Expires") {
         Some(v) => Some(parse_expires(v).ok_or(MalformedRegister)?),
         None => None,
@@ -75,6 +125,8 @@ pub fn parse_register(m: &Message) -> Result<RegisterFields, MalformedRegister> 
         return Ok(RegisterFields {
             contact: None,
             expires: header_expires.unwrap_or(DEFAULT_EXPIRES),
+            path,
+            path_supported,
         });
     };
     if first.trim() == "*" {
@@ -84,6 +136,8 @@ pub fn parse_register(m: &Message) -> Result<RegisterFields, MalformedRegister> 
         return Ok(RegisterFields {
             contact: Some("*".to_owned()),
             expires: 0,
+            path,
+            path_supported,
         });
     }
     let na = NameAddr::parse(first).ok_or(MalformedRegister)?;
@@ -96,6 +150,8 @@ pub fn parse_register(m: &Message) -> Result<RegisterFields, MalformedRegister> 
     Ok(RegisterFields {
         contact: Some(na.uri),
         expires: param_expires.or(header_expires).unwrap_or(DEFAULT_EXPIRES),
+        path,
+        path_supported,
     })
 }
 
@@ -132,6 +188,51 @@ mod tests {
         assert_eq!(f.contact.as_deref(), Some("*"));
         let f = parse_register(&reg("Contact: <sip:a@h>\r\nExpires: 99999999999\r\n")).unwrap();
         assert_eq!(f.expires, u32::MAX);
+    }
+
+    #[test]
+    fn path_values_in_order_and_supported() {
+        let f = parse_register(&reg(
+            "Path: <sip:10.0.0.2;lr;received=sip:10.1.1.1:5066>, <sip:p2.example;lr>\r\nPath: <sips:p3.example;lr>\r\nSupported: timer, Path\r\nContact: <sip:a@h>\r\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            f.path,
+            [
+                "<sip:10.0.0.2;lr;received=sip:10.1.1.1:5066>",
+                "<sip:p2.example;lr>",
+                "<sips:p3.example;lr>"
+            ]
+        );
+        assert!(f.path_supported);
+        let f = parse_register(&reg("Contact: <sip:a@h>\r\nSupported: pathx\r\n")).unwrap();
+        assert!(f.path.is_empty());
+        assert!(!f.path_supported);
+        // A name-addr with a display name and header params is fine.
+        let f = parse_register(&reg("Path: \"edge\" <sip:10.0.0.2;lr>;x=1\r\n")).unwrap();
+        assert_eq!(f.path, ["\"edge\" <sip:10.0.0.2;lr>;x=1"]);
+    }
+
+    #[test]
+    fn bad_or_long_path_is_400() {
+        for bad in [
+            "Path: sip:10.0.0.2;lr\r\n",
+            "Path: <tel:+8612333>\r\n",
+            "Path: <sip:10.0.0.2;lr>,\r\n",
+            "Path: <>\r\n",
+        ] {
+            assert!(parse_register(&reg(bad)).is_err(), "{bad}");
+        }
+        let long = ["<sip:10.0.0.2;lr>"; MAX_PATH + 1].join(", ");
+        assert!(parse_register(&reg(&format!("Path: {long}\r\n"))).is_err());
+        let max = ["<sip:10.0.0.2;lr>"; MAX_PATH].join(", ");
+        assert_eq!(
+            parse_register(&reg(&format!("Path: {max}\r\n")))
+                .unwrap()
+                .path
+                .len(),
+            MAX_PATH
+        );
     }
 
     #[test]

@@ -261,6 +261,10 @@ pub enum SipEvent {
         authorization: Option<String>,
         /// The Request-URI as text (the digest `uri` to compare).
         method_uri: String,
+        /// RFC 3327 Path values, in order (first = the proxy nearest us):
+        /// store them with the binding and use them as the pre-loaded
+        /// Route set of calls to this contact. Empty without a proxy.
+        path: Vec<String>,
         src: SocketAddr,
         transport: Transport,
     },
@@ -349,6 +353,7 @@ impl fmt::Debug for SipEvent {
                 contact,
                 expires,
                 authorization,
+                path,
                 src,
                 transport,
                 ..
@@ -358,6 +363,7 @@ impl fmt::Debug for SipEvent {
                 .field("user", user)
                 .field("contact", contact)
                 .field("expires", expires)
+                .field("path", path)
                 .field(
                     "authorization",
                     &authorization.as_ref().map(|_| "<redacted>"),

@@ -4,7 +4,8 @@
 //! (200 with Contact/Expires, 401 with WWW-Authenticate, RFC 3261 §22.4, or
 //! 403), or 500 after [`REGISTER_TIMEOUT`]. Parsing of Contact/Expires is in
 //! [`crate::sip::registrar`]; the bindings and the digest check belong to
-//! the application.
+//! the application. RFC 3327: the REGISTER's Path goes to the application
+//! with the binding and is echoed in the 200 when the UA supports it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -25,6 +26,9 @@ pub(super) struct PendingRegister {
     pub(super) request: Message,
     pub(super) src: SocketAddr,
     pub(super) deadline: Instant,
+    /// Path values to echo in a 200 that makes a binding (RFC 3327 §5.3:
+    /// only when the UA listed `path` in Supported; empty otherwise).
+    pub(super) echo_path: Vec<String>,
 }
 
 /// How long a REGISTER waits for [`Endpoint::respond_register`] before 500.
@@ -65,6 +69,9 @@ impl Endpoint {
                         };
                         if c != "*" {
                             extra.push(("Contact", format!("{c};expires={expires}")));
+                            if let Some(r) = self.registers.get(&reg) {
+                                extra.extend(r.echo_path.iter().map(|p| ("Path", p.clone())));
+                            }
                         }
                     }
                     None => {}
@@ -146,6 +153,11 @@ impl Endpoint {
         self.insert_server_tx(&req, ServerKind::NonInvite(tx), transport, dest);
         let user = uri_user(&req.to.uri).unwrap_or_default().to_owned();
         let authorization = m.header("Authorization").map(str::to_owned);
+        let echo_path = if fields.path_supported {
+            fields.path.clone()
+        } else {
+            Vec::new()
+        };
         self.registers.insert(
             reg,
             PendingRegister {
@@ -153,6 +165,7 @@ impl Endpoint {
                 request: m,
                 src,
                 deadline: now + REGISTER_TIMEOUT,
+                echo_path,
             },
         );
         self.events.push_back(SipEvent::Register {
@@ -162,6 +175,7 @@ impl Endpoint {
             expires: fields.expires,
             authorization,
             method_uri: req.uri,
+            path: fields.path,
             src,
             transport,
         });

@@ -4,6 +4,10 @@
 //! A/B/D/M), §9.1 (CANCEL only after a provisional), §12.1.2 (the dialog
 //! from the 2xx: remote tag and target, route set = Record-Route reversed)
 //! and §13.2.2.4 (the ACK for a 2xx, resent for each 2xx retransmission).
+//! A pre-loaded Route set (§8.1.2; RFC 3327 §5.3: the Path an agent
+//! registered through) is written as Route headers on the INVITE, its
+//! CANCEL (§9.1) and the ACK of a non-2xx (§17.1.1.3); the runtime sends the
+//! INVITE to the first route.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -57,6 +61,13 @@ pub struct OutboundCall {
     /// Max-Forwards of the INVITE (RFC 3261 §8.1.1.6; a B2BUA passes the
     /// caller's value minus one).
     pub max_forwards: u8,
+    /// Pre-loaded Route set (RFC 3261 §8.1.2), each a name-addr such as
+    /// `<sip:10.0.0.2;lr>`, written as Route headers in this order: the
+    /// Path stored with an agent's binding (RFC 3327). `dest` should then
+    /// be the first route's address. Each must parse as a bracketed
+    /// `sip:`/`sips:` name-addr without CR/LF/NUL, else
+    /// [`SipError::InvalidHeaderValue`].
+    pub route_set: Vec<String>,
 }
 
 impl Default for OutboundCall {
@@ -69,6 +80,7 @@ impl Default for OutboundCall {
             sdp: None,
             headers: Vec::new(),
             max_forwards: 70,
+            route_set: Vec::new(),
         }
     }
 }
@@ -106,6 +118,19 @@ impl Endpoint {
     pub fn try_invite(&mut self, now: Instant, out: OutboundCall) -> Result<CallHandle, SipError> {
         transfer::check_extra_headers(&out.headers)?;
         transfer::check_uri(&out.request_uri)?;
+        for r in &out.route_set {
+            let ok = !r.contains(['\r', '\n', '\0'])
+                && NameAddr::parse(r).is_some_and(|n| {
+                    n.bracketed
+                        && matches!(
+                            crate::sip::message::uri_scheme(&n.uri).as_deref(),
+                            Some("sip" | "sips")
+                        )
+                });
+            if !ok {
+                return Err(SipError::InvalidHeaderValue("Route".to_owned()));
+            }
+        }
         if out.from_user.is_empty()
             || !out
                 .from_user
@@ -142,8 +167,13 @@ impl Endpoint {
             .as_deref()
             .map(|s| format!("User-Agent: {s}\r\n"))
             .unwrap_or_default();
+        let routes: String = out
+            .route_set
+            .iter()
+            .map(|r| format!("Route: {r}\r\n"))
+            .collect();
         let mut head = format!(
-            "INVITE {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: {}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: {contact}\r\nAllow: {ALLOW}\r\n{ua}",
+            "INVITE {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: {}\r\n{routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: {contact}\r\nAllow: {ALLOW}\r\n{ua}",
             out.request_uri, out.max_forwards
         );
         // Checked above: token names, single-line values.
@@ -158,7 +188,7 @@ impl Endpoint {
         let mut bytes = head.into_bytes();
         bytes.extend_from_slice(&body);
         let cancel = format!(
-            "CANCEL {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} CANCEL\r\n{ua}Content-Length: 0\r\n\r\n",
+            "CANCEL {} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\n{routes}From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} CANCEL\r\n{ua}Content-Length: 0\r\n\r\n",
             out.request_uri
         )
         .into_bytes();
@@ -168,7 +198,7 @@ impl Endpoint {
             from: from.clone(),
             call_id: call_id.clone(),
             cseq,
-            routes: Vec::new(),
+            routes: out.route_set.clone(),
         };
         let parsed = match wire::parse(&bytes, &self.cfg.limits) {
             Ok(Parsed::Message(m)) => Some(m),
@@ -189,7 +219,8 @@ impl Endpoint {
             remote_party: to,
             local_party: from,
             remote_target: out.request_uri.clone(),
-            route_set: Vec::new(),
+            // Until the 2xx replaces it with its Record-Route (§12.1.2).
+            route_set: out.route_set.clone(),
             remote_cseq: 0,
             local_cseq: cseq,
         };
