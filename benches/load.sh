@@ -11,7 +11,8 @@
 # PROBE_SCRIPTED (5) callers who key an ID and PIN, and reports RTP gaps and
 # loss (kernel timestamps), INVITE->200 latency and PIN '#' -> result latency.
 # IVR12333_BIN names the service binary (default target/release/ivr12333,
-# built first), so a baseline build can be compared in the same session.
+# built first), so a baseline build can be compared in the same session
+# (unset for the service, whose config would read it as a setting).
 # Loopback only; bounded by TOTAL calls and SIPp's -timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ port=$((15000 + RANDOM % 5000))
 IVR12333_LOG__LEVEL=warn IVR12333_SIP__MAX_CALLS=20000 IVR12333_SIP__MAX_CALLS_PER_SECOND=5000 \
   IVR12333_SIP__TRUSTED_SOURCES='["127.0.0.0/8"]' \
   IVR12333_RTP__INACTIVITY_TIMEOUT_SECS=3600 \
-  "$bin" serve --sip-listen 127.0.0.1:$port --rtp-ports 20000-39999 \
+  env -u IVR12333_BIN "$bin" serve --sip-listen 127.0.0.1:$port --rtp-ports 20000-39999 \
   --db "sqlite://$work/ledger.db" --admin-listen "" >"$work/service.log" 2>&1 &
 svc=$!
 for _ in $(seq 1 100); do
