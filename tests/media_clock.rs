@@ -1,6 +1,7 @@
 //! The media clock with real sockets: three dozen media sessions, each on
-//! its own tokio UDP socket, paced by two clock threads (which drive no
-//! reactor: the sends are plain system calls). The receiver counts what
+//! its own RTP socket (registered with tokio for reading only), paced by
+//! two clock threads (which drive no reactor: the sends are plain system
+//! calls). The receiver counts what
 //! arrives; nothing here waits on a wall-clock limit (the test blocks until
 //! every packet it expects has arrived).
 
@@ -12,7 +13,8 @@ use std::time::{Duration, Instant};
 use ivr12333::media::g711::Codec;
 use ivr12333::media::rtp;
 use ivr12333::media::session::{MediaConfig, MediaSession};
-use ivr12333::runtime::clock::{self, Armed, MediaClock, Paced};
+use ivr12333::runtime::clock::{Armed, MediaClock, Paced};
+use ivr12333::runtime::rtp_socket::RtpSocket;
 
 const CALLS: u32 = 36;
 const PACKETS: u64 = 25;
@@ -20,7 +22,7 @@ const INITIAL_TS: u32 = 1_000;
 
 struct Stream {
     state: Mutex<(MediaSession, Armed, u64)>,
-    socket: tokio::net::UdpSocket,
+    socket: RtpSocket,
 }
 
 impl Paced for Stream {
@@ -33,7 +35,7 @@ impl Paced for Stream {
         while *sent < PACKETS
             && let Some((n, dest)) = session.poll_transmit(now, buf)
         {
-            clock::send_to(&self.socket, &buf[..n], dest).unwrap();
+            self.socket.send_to(&buf[..n], dest).unwrap();
             *sent += 1;
         }
         let next = if *sent < PACKETS {
@@ -58,9 +60,10 @@ fn three_dozen_calls_are_paced_on_their_grid() {
     let t0 = Instant::now();
     let streams: Vec<Arc<Stream>> = (0..CALLS)
         .map(|i| {
-            let socket = rt
-                .block_on(tokio::net::UdpSocket::bind("127.0.0.1:0"))
-                .unwrap();
+            let socket = {
+                let _reactor = rt.enter();
+                RtpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap()
+            };
             let cfg = MediaConfig {
                 codec: Codec::Pcmu,
                 telephone_event_pt: Some(101),

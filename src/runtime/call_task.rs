@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 
 use crate::call::{Call, CallEvent, CallSignal, LegId, Socket};
@@ -23,6 +22,7 @@ use super::clock::{self, Armed, Paced};
 use super::jobs;
 use super::ports::PortGuard;
 use super::queue_task::QueueRuntime;
+use super::rtp_socket::RtpSocket;
 pub use super::types::Services;
 use super::types::{CallInput as Input, NewCall, SipCommand};
 
@@ -37,8 +37,8 @@ struct CallCore {
     sip: mpsc::UnboundedSender<SipCommand>,
     self_tx: mpsc::UnboundedSender<CallSignal>,
     services: Arc<Services>,
-    socket: Arc<UdpSocket>,
-    legs: HashMap<LegId, (Arc<UdpSocket>, PortGuard)>,
+    socket: Arc<RtpSocket>,
+    legs: HashMap<LegId, (Arc<RtpSocket>, PortGuard)>,
     queue_tx: mpsc::UnboundedSender<QueueAction>,
     reply_tx: mpsc::UnboundedSender<Input>,
     ctx: AuditContext,
@@ -53,7 +53,7 @@ struct Shared {
 
 /// The task's own part: what it awaits, and its receive buffers.
 struct CallIo {
-    socket: Arc<UdpSocket>,
+    socket: Arc<RtpSocket>,
     signals: mpsc::UnboundedReceiver<CallSignal>,
     queue_rx: mpsc::UnboundedReceiver<QueueAction>,
     replies: mpsc::UnboundedReceiver<Input>,
@@ -169,7 +169,7 @@ pub async fn run(mut n: NewCall, services: Arc<Services>) {
 impl CallIo {
     /// Waits for a datagram (the caller's socket, the bridged agent leg's),
     /// a signal, a queue action, a job's reply, or a word from the clock.
-    async fn next_input(&mut self, leg: Option<(LegId, Arc<UdpSocket>)>, wake: &Notify) -> Step {
+    async fn next_input(&mut self, leg: Option<(LegId, Arc<RtpSocket>)>, wake: &Notify) -> Step {
         let buf = &mut self.rx_buf[..];
         let leg_buf = match &leg {
             Some(_) => Some(&mut self.leg_buf.get_or_insert_with(|| Box::new([0; 2048]))[..]),
@@ -240,7 +240,7 @@ impl CallCore {
 
     /// The bridged agent leg's socket, to read from (only that leg is read:
     /// no early media to the caller).
-    fn bridged_leg(&self) -> Option<(LegId, Arc<UdpSocket>)> {
+    fn bridged_leg(&self) -> Option<(LegId, Arc<RtpSocket>)> {
         let l = self.call.agent_side().connected()?;
         self.legs.get(&l).map(|(s, _)| (l, s.clone()))
     }
@@ -253,7 +253,7 @@ impl CallCore {
                 Socket::Caller => Some(&self.socket),
                 Socket::Leg(l) => self.legs.get(&l).map(|(s, _)| s),
             };
-            if let Some(Err(e)) = sock.map(|s| clock::send_to(s, &buf[..t.len], t.dest))
+            if let Some(Err(e)) = sock.map(|s| s.send_to(&buf[..t.len], t.dest))
                 && e.kind() != std::io::ErrorKind::WouldBlock
             {
                 tracing::debug!(call_id = %self.ctx.call_id, error = %e, "RTP send failed");

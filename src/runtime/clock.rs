@@ -296,17 +296,6 @@ fn run_worker(inbox: &Mutex<Inbox>, quantum: Duration) {
     }
 }
 
-/// One non-blocking `sendto` on a tokio socket, from any thread: a plain
-/// system call, outside tokio's readiness bookkeeping (which only a thread
-/// driving the reactor refreshes). A full send buffer is `WouldBlock`.
-pub fn send_to(
-    socket: &tokio::net::UdpSocket,
-    buf: &[u8],
-    dest: std::net::SocketAddr,
-) -> std::io::Result<usize> {
-    socket2::SockRef::from(socket).send_to(buf, &dest.into())
-}
-
 static SETTINGS: OnceLock<(usize, Duration)> = OnceLock::new();
 static CLOCK: OnceLock<MediaClock> = OnceLock::new();
 

@@ -8,6 +8,7 @@ pub mod driver;
 pub mod jobs;
 pub mod ports;
 pub mod queue_task;
+pub mod rtp_socket;
 pub mod sip;
 pub mod types;
 
