@@ -10,12 +10,16 @@
 # probe (benches/load_probe.rs) places PROBE_STREAMS (30) listening calls and
 # PROBE_SCRIPTED (5) callers who key an ID and PIN, and reports RTP gaps and
 # loss (kernel timestamps), INVITE->200 latency and PIN '#' -> result latency.
+# IVR12333_BIN names the service binary (default target/release/ivr12333,
+# built first), so a baseline build can be compared in the same session
+# (unset for the service, whose config would read it as a setting).
 # Loopback only; bounded by TOTAL calls and SIPp's -timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 conc=${1:-1000}; rate=${2:-100}; total=${3:-2000}; hold=${4:-20000}
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-cargo build --release --quiet --bin ivr12333
+bin=${IVR12333_BIN:-target/release/ivr12333}
+[ -n "${IVR12333_BIN:-}" ] || cargo build --release --quiet --bin ivr12333
 cargo bench --quiet --bench load_probe --no-run 2>/dev/null
 work=$(mktemp -d)
 trap 'kill $svc 2>/dev/null || true; wait $svc 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -23,7 +27,7 @@ port=$((15000 + RANDOM % 5000))
 IVR12333_LOG__LEVEL=warn IVR12333_SIP__MAX_CALLS=20000 IVR12333_SIP__MAX_CALLS_PER_SECOND=5000 \
   IVR12333_SIP__TRUSTED_SOURCES='["127.0.0.0/8"]' \
   IVR12333_RTP__INACTIVITY_TIMEOUT_SECS=3600 \
-  target/release/ivr12333 serve --sip-listen 127.0.0.1:$port --rtp-ports 20000-39999 \
+  env -u IVR12333_BIN "$bin" serve --sip-listen 127.0.0.1:$port --rtp-ports 20000-39999 \
   --db "sqlite://$work/ledger.db" --admin-listen "" >"$work/service.log" 2>&1 &
 svc=$!
 for _ in $(seq 1 100); do
@@ -60,6 +64,7 @@ ok=$(tail -n 1 "$work/stats.csv" | awk -F';' '{print $16}')
 failed=$(tail -n 1 "$work/stats.csv" | awk -F';' '{print $18}')
 wall=$(echo "$t1 - $t0" | bc)
 cpus=$(echo "scale=2; ($cpu1 - $cpu0) / $ticks" | bc)
+echo "binary: $bin"
 echo "load: concurrent=$conc rate=$rate/s total=$total hold=${hold}ms sipp=$status successful=$ok failed=$failed"
 [ -s "$work/steady" ] && echo "service: steady state with all calls up: $(cat "$work/steady")% of one core"
 echo "service: wall ${wall}s, CPU ${cpus}s ($(echo "scale=1; 100 * $cpus / $wall" | bc)% of one core)"

@@ -323,6 +323,11 @@ pub struct RtpSection {
     /// A call with neither ACK nor RTP from the caller after this long ends
     /// (`no_ack`); the SIP layer's 64·T1 stays the outer bound.
     pub no_ack_timeout_secs: u64,
+    /// Pacing threads of the media clock (`docs/runtime.md`); 0: one per
+    /// core.
+    pub clock_workers: usize,
+    /// How often at most a pacing thread wakes, in milliseconds (1–10).
+    pub clock_quantum_ms: u64,
 }
 
 impl Default for RtpSection {
@@ -332,6 +337,8 @@ impl Default for RtpSection {
             inactivity_timeout_secs: 30,
             trusted_media_networks: Vec::new(),
             no_ack_timeout_secs: 8,
+            clock_workers: 0,
+            clock_quantum_ms: 2,
         }
     }
 }
@@ -670,6 +677,11 @@ impl Config {
         if self.rtp.no_ack_timeout_secs == 0 {
             return Err(ConfigError::Invalid(
                 "rtp.no_ack_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if !(1..=10).contains(&self.rtp.clock_quantum_ms) {
+            return Err(ConfigError::Invalid(
+                "rtp.clock_quantum_ms must be within 1..=10".into(),
             ));
         }
         if !(6..=8).contains(&self.flow.pin_min_len)

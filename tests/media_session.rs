@@ -9,7 +9,7 @@ use ivr12333::media::clip::{Clip, SharedClip};
 use ivr12333::media::g711::Codec;
 use ivr12333::media::rtp::{self, RtpOut};
 use ivr12333::media::sdp::{Direction, Negotiated};
-use ivr12333::media::session::{MAX_BURST, MediaConfig, MediaEvent, MediaSession, PlayItem};
+use ivr12333::media::session::{MediaConfig, MediaEvent, MediaSession, PlayItem};
 
 const SDP_PEER: &str = "127.0.0.1:6000";
 const INITIAL_SEQ: u16 = 65_500; // wraps during the longer tests
@@ -185,29 +185,62 @@ fn driving_by_poll_timeout_gives_fifty_per_second() {
 }
 
 #[test]
-fn late_driver_sends_at_most_a_burst_then_skips() {
+fn late_driver_sends_only_the_current_slot() {
     let t0 = Instant::now();
     let mut s = new_session(t0);
     let first = drain(&mut s, t0);
     assert_eq!(first.len(), 1);
-    // The driver sleeps 1 s: slots 1..=50 are due.
+    // The driver sleeps 1 s: slots 1..=50 are due; only slot 50 goes out.
     let late = drain(&mut s, ms(t0, 1000));
-    assert_eq!(late.len() as u64, MAX_BURST);
-    // sequence stays continuous, the timestamp follows the clock
+    assert_eq!(late.len(), 1);
+    // sequence stays continuous, the timestamp stays on the grid
     assert_eq!(late[0].seq, first[0].seq.wrapping_add(1));
-    assert_continuous(&late);
-    assert_eq!(late.last().unwrap().ts, INITIAL_TS.wrapping_add(50 * 160));
-    assert_eq!(s.stats().skipped_slots, 50 - MAX_BURST);
+    assert_eq!(late[0].ts, INITIAL_TS.wrapping_add(50 * 160));
+    assert_eq!(s.stats().skipped_slots, 49);
     // and then back on the grid: nothing until 1020 ms, one packet there
     assert_eq!(s.poll_timeout(), Some(ms(t0, 1020)));
     assert!(drain(&mut s, ms(t0, 1019)).is_empty());
     let next = drain(&mut s, ms(t0, 1020));
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].ts, INITIAL_TS.wrapping_add(51 * 160));
-    // a slightly late driver (2 slots) catches up without skipping
-    let two = drain(&mut s, ms(t0, 1060));
-    assert_eq!(two.len(), 2);
-    assert_eq!(s.stats().skipped_slots, 50 - MAX_BURST);
+    // a driver late by part of a slot sends that slot, skips nothing
+    let on_time = drain(&mut s, ms(t0, 1055));
+    assert_eq!(on_time.len(), 1);
+    assert_eq!(on_time[0].ts, INITIAL_TS.wrapping_add(52 * 160));
+    assert_eq!(s.stats().skipped_slots, 49);
+    // late by two slots: only the current one (53 skipped, 54 sent)
+    let two = drain(&mut s, ms(t0, 1080));
+    assert_eq!(two.len(), 1);
+    assert_eq!(two[0].ts, INITIAL_TS.wrapping_add(54 * 160));
+    assert_eq!(two[0].seq, on_time[0].seq.wrapping_add(1));
+    assert_eq!(s.stats().skipped_slots, 50);
+}
+
+#[test]
+fn falling_behind_repeatedly_never_bursts_nor_drifts() {
+    // A driver that wakes at irregular, often late moments: every wake-up
+    // sends at most one packet, every timestamp is on the 20 ms grid of the
+    // slot that is current at that moment, and sequence numbers run on.
+    let t0 = Instant::now();
+    let mut s = new_session(t0);
+    let mut last: Option<Sent> = None;
+    let mut t = 0u64;
+    for step in [3u64, 20, 45, 7, 61, 19, 20, 100, 1, 39, 20, 20, 80] {
+        t += step;
+        let now = ms(t0, t);
+        let out = drain(&mut s, now);
+        assert!(out.len() <= 1, "burst of {} at {t} ms", out.len());
+        if let Some(p) = out.first() {
+            let slot = t / 20;
+            assert_eq!(p.ts, INITIAL_TS.wrapping_add((slot * 160) as u32));
+            if let Some(l) = &last {
+                assert_eq!(p.seq, l.seq.wrapping_add(1));
+            }
+            last = Some(p.clone());
+        }
+        // the next deadline is the next slot after now, on the grid
+        assert_eq!(s.poll_timeout(), Some(ms(t0, (t / 20 + 1) * 20)));
+    }
 }
 
 #[test]
@@ -645,9 +678,10 @@ fn rfc4733_digit_barges_in_on_a_prompt() {
             interrupted: true
         }]
     );
-    // slots 10 (200 ms) and 11 (220 ms) are due: silence already
+    // slots 10 (200 ms) and 11 (220 ms) are due: only the current one
+    // goes out (slot 10 is stale), silence already
     let next = drain(&mut s, ms(t0, 220));
-    assert_eq!(next.len(), 2);
+    assert_eq!(next.len(), 1);
     assert!(next.iter().all(|p| p.payload == vec![0xFF; 160]));
     // the rest of the key press (updates, 3 end packets) adds nothing
     for (i, (end, d)) in [

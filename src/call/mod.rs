@@ -595,6 +595,12 @@ impl Call {
         }
     }
 
+    /// Whether [`Call::poll_event`] has a command waiting (the media clock
+    /// leaves commands to the call's task).
+    pub fn has_events(&self) -> bool {
+        !self.outputs.is_empty()
+    }
+
     /// The next command for the outside world.
     pub fn poll_event(&mut self) -> Option<CallEvent> {
         self.outputs.pop_front()

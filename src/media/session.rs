@@ -20,10 +20,11 @@
 //! * **Pacing** (RFC 3550 §5.1, RFC 3551 §4.5): packet `n` is due at
 //!   `start + n·20 ms` and carries timestamp `initial + n·160`; deadlines are
 //!   computed from the start, never by adding to the previous send time, so
-//!   there is no drift. A late driver gets what is due, but at most
-//!   [`MAX_BURST`] packets at once: older slots are skipped (the timestamp
-//!   jumps with the clock, the sequence number stays continuous, no prompt
-//!   audio is lost — the prompt simply finishes later).
+//!   there is no drift. A late driver gets only the current slot's packet:
+//!   older slots are skipped, never sent as a burst of stale frames (the
+//!   timestamp stays on the grid and jumps with the clock, the sequence
+//!   number stays continuous, no prompt audio is lost — the prompt simply
+//!   finishes later). `stats().skipped_slots` counts them.
 //! * **Continuity**: silence frames are sent whenever nothing plays, so the
 //!   sequence and timestamp run on across prompts and silences. The marker
 //!   bit is set on the first packet, on the first packet of a prompt after
@@ -70,8 +71,6 @@ use super::sdp::{Direction, Negotiated};
 pub const PTIME: Duration = Duration::from_millis(20);
 /// Timestamp units per packet.
 const SAMPLES_PER_PACKET: u32 = FRAME_SAMPLES as u32;
-/// Most packets sent back to back when the driver is late.
-pub const MAX_BURST: u64 = 3;
 /// Default RTP inactivity timeout.
 pub const DEFAULT_INACTIVITY: Duration = Duration::from_secs(30);
 /// A packet from a source other than the latched one is accepted (and
@@ -411,12 +410,10 @@ impl MediaSession {
         if self.next_slot > due {
             return None;
         }
-        let behind = due - self.next_slot;
-        if behind >= MAX_BURST {
-            let skip = behind + 1 - MAX_BURST;
-            self.stats.skipped_slots += skip;
-            self.next_slot += skip;
-        }
+        // Late: catch up with the current slot only (its timestamp is on
+        // the grid); the older slots are stale and skipped.
+        self.stats.skipped_slots += due - self.next_slot;
+        self.next_slot = due;
         let slot = self.next_slot;
         self.next_slot += 1;
         let timestamp = self

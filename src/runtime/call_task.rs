@@ -1,41 +1,76 @@
-//! One tokio task per call: its RTP sockets around its sans-IO [`Call`],
-//! run by the shared [`driver`](super::driver). It decides nothing: it
-//! moves datagrams, carries out the call's [`CallEvent`]s and feeds back
-//! their results. What awaits (ledger, DNS, record writes) runs in a
-//! [`jobs`] task, so hold audio never waits. See `docs/runtime.md`.
+//! One tokio task per call around its sans-IO [`Call`], for input only:
+//! it awaits its RTP sockets and channels, feeds the call, sends what that
+//! made due at once and carries out the call's [`CallEvent`]s. Pacing (the
+//! 20 ms frames) and the call's timers belong to the media
+//! [`clock`](super::clock), which ticks the same core under its lock; the
+//! task never sleeps on a deadline. It decides nothing. What awaits (ledger,
+//! DNS, record writes) runs in a [`jobs`] task, so hold audio never waits.
+//! See `docs/runtime.md`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::call::{Call, CallEvent, CallSignal, LegId, Socket};
 use crate::ledger::AuditContext;
 use crate::queue::{CallerId, QueueAction};
+use crate::sip::CallHandle;
 
-use super::driver::{Shell, drive};
+use super::clock::{self, Armed, Paced};
 use super::jobs;
 use super::ports::PortGuard;
 use super::queue_task::QueueRuntime;
+use super::rtp_socket::RtpSocket;
 pub use super::types::Services;
 use super::types::{CallInput as Input, NewCall, SipCommand};
 
-struct CallShell {
+/// The part of a call both its task and the media clock use, behind the
+/// call's lock: the core, the sockets it sends on and what its commands
+/// need.
+struct CallCore {
     call: Call,
-    n: NewCall,
+    /// The deadline the clock holds for this call.
+    armed: Armed,
+    handle: CallHandle,
+    sip: mpsc::UnboundedSender<SipCommand>,
+    self_tx: mpsc::UnboundedSender<CallSignal>,
     services: Arc<Services>,
-    socket: UdpSocket,
-    legs: HashMap<LegId, (UdpSocket, PortGuard)>,
+    socket: Arc<RtpSocket>,
+    legs: HashMap<LegId, (Arc<RtpSocket>, PortGuard)>,
     queue_tx: mpsc::UnboundedSender<QueueAction>,
-    queue_rx: mpsc::UnboundedReceiver<QueueAction>,
     reply_tx: mpsc::UnboundedSender<Input>,
-    replies: mpsc::UnboundedReceiver<Input>,
     ctx: AuditContext,
+}
+
+/// What the clock holds (weakly) and the task holds (strongly).
+struct Shared {
+    core: Mutex<CallCore>,
+    /// The clock found commands to carry out, or the call done.
+    wake: Notify,
+}
+
+/// The task's own part: what it awaits, and its receive buffers.
+struct CallIo {
+    socket: Arc<RtpSocket>,
+    signals: mpsc::UnboundedReceiver<CallSignal>,
+    queue_rx: mpsc::UnboundedReceiver<QueueAction>,
+    replies: mpsc::UnboundedReceiver<Input>,
     rx_buf: Box<[u8; 2048]>,
-    leg_buf: Box<[u8; 2048]>,
-    tx_buf: Box<[u8; 1500]>,
+    /// Only once an agent leg is bridged.
+    leg_buf: Option<Box<[u8; 2048]>>,
+}
+
+/// What woke the task.
+enum Step {
+    Input(Option<Input>),
+    /// The clock left commands (or the end) for the task.
+    Clock,
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, CallCore> {
+    shared.core.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs one call to its end (refused with 503 when no RTP port is free,
@@ -65,53 +100,121 @@ pub async fn run(mut n: NewCall, services: Arc<Services>) {
     let ctx = AuditContext { call_id, caller };
     let (queue_tx, queue_rx) = mpsc::unbounded_channel();
     let (reply_tx, replies) = mpsc::unbounded_channel();
-    let mut shell = CallShell {
-        call,
-        n,
-        services,
+    let socket = Arc::new(socket);
+    let queues = services.queues.clone();
+    let shared = Arc::new(Shared {
+        core: Mutex::new(CallCore {
+            call,
+            armed: Armed::default(),
+            handle,
+            sip: sip.clone(),
+            self_tx: n.self_tx,
+            services,
+            socket: socket.clone(),
+            legs: HashMap::new(),
+            queue_tx,
+            reply_tx,
+            ctx,
+        }),
+        wake: Notify::new(),
+    });
+    let mut io = CallIo {
         socket,
-        legs: HashMap::new(),
-        queue_tx,
+        signals: n.signals,
         queue_rx,
-        reply_tx,
         replies,
-        ctx,
         rx_buf: Box::new([0; 2048]),
-        leg_buf: Box::new([0; 2048]),
-        tx_buf: Box::new([0; 1500]),
+        leg_buf: None,
     };
-    drive(&mut shell).await;
-    if let Some(q) = &shell.services.queues {
+    let clock = clock::global();
+    let worker = clock.assign();
+    let paced: Weak<dyn Paced> = Arc::downgrade(&shared) as Weak<dyn Paced>;
+    let mut step = Step::Clock;
+    loop {
+        // Feed the input, send what it made due at once (a talkspurt it
+        // started), carry out the commands; the clock sends the rest.
+        let now = Instant::now();
+        let (done, arm, leg) = {
+            let mut c = lock(&shared);
+            if let Step::Input(input) = step {
+                c.handle_input(now, input, &io);
+            }
+            c.flush(now);
+            let done = c.call.is_done();
+            let arm = if done {
+                None
+            } else {
+                let wanted = c.call.poll_timeout();
+                c.armed.request(wanted)
+            };
+            (done, arm, c.bridged_leg())
+        };
+        if done {
+            break;
+        }
+        if let Some(deadline) = arm {
+            clock.arm(worker, deadline, paced.clone());
+        }
+        step = io.next_input(leg, &shared.wake).await;
+    }
+    if let Some(q) = &queues {
         q.forget(CallerId(handle.0));
     }
     let _ = sip.send(SipCommand::Gone(handle));
+    drop(shared); // the agent legs' ports go back to the pool
+    drop(io);
     drop(port); // the caller leg's RTP port goes back to the pool last
 }
 
-impl Shell for CallShell {
-    type Input = Input;
-
-    async fn next_input(&mut self) -> Option<Input> {
-        // Only the bridged agent leg is read (no early media to the caller).
-        let connected = self.call.agent_side().connected();
-        let leg = connected.and_then(|l| self.legs.get(&l).map(|(s, _)| (l, s)));
-        let (buf, leg_buf) = (&mut self.rx_buf[..], &mut self.leg_buf[..]);
+impl CallIo {
+    /// Waits for a datagram (the caller's socket, the bridged agent leg's),
+    /// a signal, a queue action, a job's reply, or a word from the clock.
+    async fn next_input(&mut self, leg: Option<(LegId, Arc<RtpSocket>)>, wake: &Notify) -> Step {
+        let buf = &mut self.rx_buf[..];
+        let leg_buf = match &leg {
+            Some(_) => Some(&mut self.leg_buf.get_or_insert_with(|| Box::new([0; 2048]))[..]),
+            None => None,
+        };
         let leg_read = async move {
-            match leg {
-                Some((l, s)) => s.recv_from(leg_buf).await.map(|(n, src)| (l, n, src)),
-                None => std::future::pending().await,
+            match (leg, leg_buf) {
+                (Some((l, s)), Some(b)) => s.recv_from(b).await.map(|(n, src)| (l, n, src)),
+                _ => std::future::pending().await,
             }
         };
         tokio::select! {
-            r = self.socket.recv_from(buf) => Some(r.map_or(Input::Rtp(Socket::Caller, 0, jobs::NOWHERE), |(n, src)| Input::Rtp(Socket::Caller, n, src))),
-            r = leg_read => Some(r.map_or(Input::Rtp(Socket::Caller, 0, jobs::NOWHERE), |(l, n, src)| Input::Rtp(Socket::Leg(l), n, src))),
-            s = self.n.signals.recv() => s.map(Input::Signal),
-            Some(a) = self.queue_rx.recv() => Some(Input::Queue(a)),
-            Some(r) = self.replies.recv() => Some(r),
+            r = self.socket.recv_from(buf) => Step::Input(Some(r.map_or(Input::Rtp(Socket::Caller, 0, jobs::NOWHERE), |(n, src)| Input::Rtp(Socket::Caller, n, src)))),
+            r = leg_read => Step::Input(Some(r.map_or(Input::Rtp(Socket::Caller, 0, jobs::NOWHERE), |(l, n, src)| Input::Rtp(Socket::Leg(l), n, src)))),
+            s = self.signals.recv() => Step::Input(s.map(Input::Signal)),
+            Some(a) = self.queue_rx.recv() => Step::Input(Some(Input::Queue(a))),
+            Some(r) = self.replies.recv() => Step::Input(Some(r)),
+            _ = wake.notified() => Step::Clock,
         }
     }
+}
 
-    fn handle_input(&mut self, now: Instant, input: Option<Input>) {
+impl Paced for Shared {
+    fn tick(&self, armed: Instant, now: Instant, buf: &mut [u8]) -> Option<Instant> {
+        let mut c = lock(self);
+        if !c.armed.is_current(armed) {
+            return None;
+        }
+        c.call.handle_timeout(now);
+        c.send(now, buf);
+        let done = c.call.is_done();
+        let wake = done || c.call.has_events();
+        let next = if done { None } else { c.call.poll_timeout() };
+        let next = c.armed.rearm(next);
+        drop(c);
+        if wake {
+            // Commands need the task (SIP, jobs, queues); so does the end.
+            self.wake.notify_one();
+        }
+        next
+    }
+}
+
+impl CallCore {
+    fn handle_input(&mut self, now: Instant, input: Option<Input>, io: &CallIo) {
         let Some(input) = input else {
             // The SIP driver is gone (shutdown): end the call.
             return self.call.handle_signal(now, CallSignal::Ended("shutdown"));
@@ -120,9 +223,13 @@ impl Shell for CallShell {
             Input::Rtp(_, 0, _) => {}
             Input::Rtp(Socket::Caller, n, src) => {
                 self.call
-                    .handle_rtp(now, Socket::Caller, src, &self.rx_buf[..n])
+                    .handle_rtp(now, Socket::Caller, src, &io.rx_buf[..n])
             }
-            Input::Rtp(leg, n, src) => self.call.handle_rtp(now, leg, src, &self.leg_buf[..n]),
+            Input::Rtp(leg, n, src) => {
+                if let Some(b) = &io.leg_buf {
+                    self.call.handle_rtp(now, leg, src, &b[..n])
+                }
+            }
             Input::Signal(s) => self.call.handle_signal(now, s),
             Input::Queue(a) => {
                 // An agent that registered through a proxy is rung through
@@ -139,40 +246,47 @@ impl Shell for CallShell {
         }
     }
 
-    fn handle_timeout(&mut self, now: Instant) {
-        self.call.handle_timeout(now);
+    /// The bridged agent leg's socket, to read from (only that leg is read:
+    /// no early media to the caller).
+    fn bridged_leg(&self) -> Option<(LegId, Arc<RtpSocket>)> {
+        let l = self.call.agent_side().connected()?;
+        self.legs.get(&l).map(|(s, _)| (l, s.clone()))
     }
 
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.call.poll_timeout()
-    }
-
-    fn flush(&mut self, now: Instant) {
-        while let Some(t) = self.call.poll_transmit(now, &mut self.tx_buf[..]) {
+    /// Sends every datagram due at `now`, one non-blocking send after
+    /// another (a full socket buffer drops the frame, as a late one would).
+    fn send(&mut self, now: Instant, buf: &mut [u8]) {
+        while let Some(t) = self.call.poll_transmit(now, buf) {
             let sock = match t.socket {
                 Socket::Caller => Some(&self.socket),
                 Socket::Leg(l) => self.legs.get(&l).map(|(s, _)| s),
             };
-            if let Some(Err(e)) = sock.map(|s| s.try_send_to(&self.tx_buf[..t.len], t.dest))
+            if let Some(Err(e)) = sock.map(|s| s.send_to(&buf[..t.len], t.dest))
                 && e.kind() != std::io::ErrorKind::WouldBlock
             {
                 tracing::debug!(call_id = %self.ctx.call_id, error = %e, "RTP send failed");
             }
         }
-        while let Some(ev) = self.call.poll_event() {
-            self.execute(now, ev);
+    }
+
+    /// Sends what is due and carries out the call's commands, again while
+    /// a command made more due (hold audio after a queue join).
+    fn flush(&mut self, now: Instant) {
+        let mut buf = [0u8; clock::TX_BUFFER];
+        for _ in 0..8 {
+            self.send(now, &mut buf);
+            if !self.call.has_events() {
+                return;
+            }
+            while let Some(ev) = self.call.poll_event() {
+                self.execute(now, ev);
+            }
         }
     }
 
-    fn is_done(&self) -> bool {
-        self.call.is_done()
-    }
-}
-
-impl CallShell {
     /// Carries out one command of the call.
     fn execute(&mut self, now: Instant, ev: CallEvent) {
-        let (h, sip) = (self.n.info.handle, &self.n.sip);
+        let (h, sip) = (self.handle, &self.sip);
         let (q, caller) = (self.services.queues.as_deref(), CallerId(h.0));
         match ev {
             CallEvent::Hangup => drop(sip.send(SipCommand::Hangup(h))),
@@ -183,7 +297,7 @@ impl CallShell {
             CallEvent::SendRefer { target } => drop(sip.send(SipCommand::Refer(h, target))),
             CallEvent::PlaceLeg { leg, call } => drop(sip.send(SipCommand::Invite {
                 call,
-                owner: self.n.self_tx.clone(),
+                owner: self.self_tx.clone(),
                 leg,
             })),
             CallEvent::DropLeg { leg, handle } => {
@@ -197,7 +311,7 @@ impl CallShell {
             CallEvent::OpenLeg { leg } => {
                 let port = jobs::bind_rtp(&self.services).map(|(s, g)| {
                     let p = g.port();
-                    self.legs.insert(leg, (s, g));
+                    self.legs.insert(leg, (Arc::new(s), g));
                     p
                 });
                 self.call.handle_leg_media(now, leg, port);

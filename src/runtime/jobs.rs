@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::call::CallEvent;
@@ -16,6 +15,7 @@ use crate::flow::interpreter::LedgerUnavailable;
 use crate::ledger::{AuditAction, AuditContext};
 
 use super::ports::PortGuard;
+use super::rtp_socket::RtpSocket;
 use super::types::{CallInput as Input, Services};
 
 /// Carries out a call's ledger and record commands (authenticate, audit,
@@ -186,12 +186,10 @@ pub fn book_callback(
 /// A port from the pool and a socket bound to it, without awaiting (a bind
 /// is a system call, not a wait). A port taken by another program: try a
 /// few.
-pub fn bind_rtp(services: &Services) -> Option<(UdpSocket, PortGuard)> {
+pub fn bind_rtp(services: &Services) -> Option<(RtpSocket, PortGuard)> {
     for _ in 0..8 {
         let guard = services.ports.allocate()?;
-        let bound = std::net::UdpSocket::bind(SocketAddr::new(services.bind_ip, guard.port()))
-            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .and_then(UdpSocket::from_std);
+        let bound = RtpSocket::bind(SocketAddr::new(services.bind_ip, guard.port()));
         match bound {
             Ok(s) => return Some((s, guard)),
             Err(e) => tracing::debug!(port = guard.port(), error = %e, "RTP port busy"),

@@ -3,10 +3,12 @@
 
 pub mod admin;
 pub mod call_task;
+pub mod clock;
 pub mod driver;
 pub mod jobs;
 pub mod ports;
 pub mod queue_task;
+pub mod rtp_socket;
 pub mod sip;
 pub mod types;
 
@@ -245,6 +247,10 @@ pub async fn serve(
     tracing::info!(
         sip = %listen, rtp = %cfg.rtp.ports, ledger = %crate::config::redact_url(&cfg.ledger.db),
         prompts = prompts.ids().count(), "ivr12333 serving"
+    );
+    clock::configure(
+        cfg.rtp.clock_workers,
+        Duration::from_millis(cfg.rtp.clock_quantum_ms),
     );
     let call_services = services.clone();
     let spawn_call: types::CallSpawner = Arc::new(move |n| {
