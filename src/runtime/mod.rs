@@ -2,6 +2,7 @@
 //! decision is made by the sans-IO cores this layer drives.
 
 pub mod admin;
+mod call_core;
 pub mod call_task;
 pub mod clock;
 pub mod driver;
