@@ -195,20 +195,9 @@ impl Endpoint {
         req: Request,
     ) {
         let local_tag = req.to_tag().unwrap_or_default().to_owned();
-        let Some(&h) = self.dialogs.get(&(req.call_id.clone(), local_tag.clone())) else {
-            self.respond_new_tx(
-                now,
-                transport,
-                src,
-                &m,
-                &req,
-                StatusCode::CALL_DOES_NOT_EXIST.as_u16(),
-                Vec::new(),
-                None,
-            );
-            return;
-        };
-        let Some(c) = self.calls.get_mut(&h) else {
+        // No dialog, or a dialog whose call is gone: 481 either way.
+        let found = self.dialogs.get(&(req.call_id.clone(), local_tag.clone()));
+        let Some((h, c)) = found.and_then(|&h| self.calls.get_mut(&h).map(|c| (h, c))) else {
             self.respond_new_tx(
                 now,
                 transport,
