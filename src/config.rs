@@ -46,6 +46,48 @@ pub struct Config {
     pub console: ConsoleSection,
     /// Who may sign in to the console (`[[console_user]]`).
     pub console_user: Vec<ConsoleUserTable>,
+    /// Several nodes sharing one PostgreSQL database (`[cluster]`, see
+    /// `docs/cluster.md`).
+    pub cluster: ClusterSection,
+}
+
+/// `[cluster]`: with a PostgreSQL ledger the agent queue, agent state and
+/// registrations are shared by every node using the same database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// This node's name, unique among the nodes sharing the database
+    /// (default: the advertised SIP address and port, e.g. `10.0.0.5:5060`).
+    pub node: Option<String>,
+    /// How long a node stays alive without renewing its lease: a node that
+    /// dies is noticed this long after its last renewal (renewed every
+    /// third of it).
+    pub lease_ms: u64,
+    /// Share the agent queue through PostgreSQL (ignored with SQLite).
+    pub shared_queue: bool,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            node: None,
+            lease_ms: 3_000,
+            shared_queue: true,
+        }
+    }
+}
+
+impl ClusterSection {
+    /// The lease, refusing values that would flap (under 300 ms) or hide a
+    /// dead node for over ten minutes.
+    pub fn lease(&self) -> Result<std::time::Duration, String> {
+        match self.lease_ms {
+            300..=600_000 => Ok(std::time::Duration::from_millis(self.lease_ms)),
+            n => Err(format!(
+                "cluster.lease_ms must be between 300 and 600000, not {n}"
+            )),
+        }
+    }
 }
 
 impl Default for Config {
@@ -58,6 +100,7 @@ impl Default for Config {
             agent_hours: AgentHoursSection::default(),
             log: LogSection::default(),
             admin: AdminSection::default(),
+            cluster: ClusterSection::default(),
             shutdown_grace_secs: 30,
             queue: Vec::new(),
             agent: Vec::new(),

@@ -223,7 +223,9 @@ impl Drop for Kamailio {
 const NODE_CONFIG: &str = "[agent_hours]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\n\
      open = \"00:00\"\nclose = \"23:59\"\n\n\
      [[agent]]\nid = \"agent1\"\npassword = \"s3cret-pw\"\n\n\
-     [[queue]]\nname = \"agents\"\nagents = [\"agent1\"]\nwrap_up_secs = 0\nmax_wait_secs = 60\n";
+     [[agent]]\nid = \"agent2\"\npassword = \"s3cret-pw\"\n\n\
+     [[agent]]\nid = \"agent3\"\npassword = \"s3cret-pw\"\n\n\
+     [[queue]]\nname = \"agents\"\nagents = [\"agent1\", \"agent2\", \"agent3\"]\nwrap_up_secs = 0\nmax_wait_secs = 300\n";
 
 /// Two nodes on one database with Kamailio in front. Fields drop in order:
 /// the proxy, the nodes, then the database (dropped once nobody uses it).
@@ -257,6 +259,8 @@ impl Cluster {
                     ("IVR12333_SHUTDOWN_GRACE_SECS", "60"),
                     ("IVR12333_SIP__TRUSTED_SOURCES", "[\"127.0.0.0/8\"]"),
                     ("IVR12333_LOG__LEVEL", "info"),
+                    // Callers wait in the queue for a while in these tests.
+                    ("IVR12333_RTP__INACTIVITY_TIMEOUT_SECS", "600"),
                 ],
             ));
         }
@@ -854,10 +858,15 @@ struct AgentPhone {
     rtp: UdpSocket,
     proxy: SocketAddr,
     n: u32,
+    user: String,
 }
 
 impl AgentPhone {
     fn new(proxy: SocketAddr) -> AgentPhone {
+        AgentPhone::named(proxy, "agent1")
+    }
+
+    fn named(proxy: SocketAddr, user: &str) -> AgentPhone {
         let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
         sip.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -868,6 +877,7 @@ impl AgentPhone {
             rtp,
             proxy,
             n: 0,
+            user: user.to_owned(),
         }
     }
 
@@ -883,9 +893,10 @@ impl AgentPhone {
             .unwrap_or_default();
         let msg = format!(
             "REGISTER sip:{proxy} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKreg{n}x{r};rport\r\nMax-Forwards: 70\r\n\
-             From: <sip:agent1@127.0.0.1>;tag=r{n}\r\nTo: <sip:agent1@127.0.0.1>\r\nCall-ID: reg-cluster@test\r\n\
-             CSeq: {n} REGISTER\r\nContact: <sip:agent1@{me}>\r\nSupported: path\r\nExpires: 300\r\n{auth}Content-Length: 0\r\n\r\n",
+             From: <sip:{user}@127.0.0.1>;tag=r{n}\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: reg-{user}-cluster@test\r\n\
+             CSeq: {n} REGISTER\r\nContact: <sip:{user}@{me}>\r\nSupported: path\r\nExpires: 300\r\n{auth}Content-Length: 0\r\n\r\n",
             proxy = self.proxy,
+            user = self.user,
             n = self.n,
             r = rand::random::<u32>(),
         );
@@ -921,7 +932,7 @@ impl AgentPhone {
         let uri = format!("sip:{}", self.proxy);
         let response = digest_response(
             Algorithm::Md5,
-            "agent1",
+            &self.user,
             "ivr12333",
             password,
             "REGISTER",
@@ -931,8 +942,9 @@ impl AgentPhone {
             "c0ffee",
         );
         let auth = format!(
-            "Digest username=\"agent1\", realm=\"ivr12333\", nonce=\"{nonce}\", uri=\"{uri}\", \
-             response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\""
+            "Digest username=\"{}\", realm=\"ivr12333\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"",
+            self.user
         );
         self.register_once(Some(auth))
     }
@@ -960,7 +972,8 @@ impl AgentPhone {
         let ok = ok_for(invite).replace(
             "Content-Length: 0\r\n\r\n",
             &format!(
-                "Contact: <sip:agent1@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                "Contact: <sip:{}@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                self.user,
                 self.me(),
                 sdp.len()
             ),
@@ -1006,7 +1019,7 @@ fn got_fill(sock: &UdpSocket, fill: u8) -> bool {
 }
 
 #[test]
-fn agent_registered_through_kamailio_is_rung_through_it() {
+fn agent_registered_on_one_node_is_bridged_to_a_caller_on_the_other() {
     let cluster = Cluster::start();
     let proxy = cluster.kam.addr;
     let mut agent = AgentPhone::new(proxy);
@@ -1026,18 +1039,19 @@ fn agent_registered_through_kamailio_is_rung_through_it() {
         cluster.logs()
     );
 
-    // A caller on that node (round robin: at most a few tries) presses 0.
+    // A caller on the other node (round robin: at most a few tries)
+    // presses 0: the agent's binding and state are in the shared database.
     let mut caller = None;
     for _ in 0..4 {
         let mut c = Caller::new(proxy);
         assert_eq!(c.invite(), 200, "{}", cluster.logs());
-        if c.node == Some(cluster.nodes[node].sip) {
+        if c.node.is_some() && c.node != Some(cluster.nodes[node].sip) {
             caller = Some(c);
             break;
         }
         assert_eq!(c.bye(), 200);
     }
-    let mut caller = caller.expect("no call reached the agent's node");
+    let mut caller = caller.expect("no call reached the other node");
     caller.digits("0");
 
     // The agent's INVITE comes through the proxy, record-routed, with the
@@ -1104,4 +1118,260 @@ fn agent_registered_through_kamailio_is_rung_through_it() {
         .unwrap_or_else(|| panic!("no BYE to the agent\n{}", cluster.logs()));
     assert_eq!(bye_src, proxy);
     agent.sip.send_to(ok_for(&bye).as_bytes(), bye_src).unwrap();
+}
+
+// --- (e) the shared agent queue ----------------------------------------------
+
+impl Caller {
+    /// Keeps a waiting call alive: one RTP packet (with this caller's fill
+    /// byte), answers to whatever the far side asked, hold audio drained.
+    fn pump(&mut self) {
+        self.send_rtp();
+        let mut buf = vec![0u8; 65536];
+        self.sip.set_nonblocking(true).unwrap();
+        while let Ok((n, src)) = self.sip.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            self.serve_request(&text, src);
+        }
+        self.sip.set_nonblocking(false).unwrap();
+        self.rtp.set_nonblocking(true).unwrap();
+        while self.rtp.recv_from(&mut buf).is_ok() {}
+        self.rtp.set_nonblocking(false).unwrap();
+    }
+}
+
+/// The test's agents: which caller (by fill byte) each one talks to.
+struct Desk {
+    phones: Vec<AgentPhone>,
+    talking: Vec<Option<usize>>,
+    /// (agent, caller) in the order the agents were rung.
+    served: Vec<(usize, usize)>,
+}
+
+/// Caller `i` sends RTP made of this byte: the agent learns who it talks to
+/// from the audio it hears.
+fn fill_of(i: usize) -> u8 {
+    0x10 + i as u8
+}
+
+impl Desk {
+    fn new(proxy: SocketAddr, n: usize) -> Desk {
+        Desk {
+            phones: (1..=n)
+                .map(|i| AgentPhone::named(proxy, &format!("agent{i}")))
+                .collect(),
+            talking: vec![None; n],
+            served: Vec::new(),
+        }
+    }
+
+    /// Reads every phone once (non-blocking): BYEs are answered and free
+    /// the agent; an INVITE to a busy agent fails the test. Returns the
+    /// agent that got an INVITE, with it.
+    fn poll(&mut self, logs: &dyn Fn() -> String) -> Option<(usize, String, SocketAddr)> {
+        let mut got = None;
+        let mut buf = vec![0u8; 65536];
+        for (i, p) in self.phones.iter().enumerate() {
+            p.sip.set_nonblocking(true).unwrap();
+            while let Ok((n, src)) = p.sip.recv_from(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if text.starts_with("BYE ") {
+                    p.sip.send_to(ok_for(&text).as_bytes(), src).unwrap();
+                    self.talking[i] = None;
+                } else if text.starts_with("INVITE ") {
+                    assert!(
+                        self.talking[i].is_none() && got.is_none(),
+                        "agent{} offered a second call\n{}",
+                        i + 1,
+                        logs()
+                    );
+                    got = Some((i, text, src));
+                } else if text.starts_with("CANCEL ") {
+                    panic!("agent{} ring cancelled (rang out?)\n{}", i + 1, logs());
+                }
+            }
+            p.sip.set_nonblocking(false).unwrap();
+        }
+        got
+    }
+
+    /// Answers `invite` on agent `a` and returns the caller whose audio it
+    /// hears through the bridge.
+    fn take(
+        &mut self,
+        a: usize,
+        invite: &str,
+        src: SocketAddr,
+        callers: &mut [Caller],
+        logs: &dyn Fn() -> String,
+    ) -> usize {
+        // Audio of the agent's previous call may still wait on its socket.
+        let mut buf = [0u8; 2048];
+        while self.phones[a].rtp.recv_from(&mut buf).is_ok() {}
+        self.phones[a].answer(invite, src);
+        for _ in 0..300 {
+            callers.iter_mut().for_each(Caller::pump);
+            while let Ok((n, _)) = self.phones[a].rtp.recv_from(&mut buf) {
+                if n <= 12 {
+                    continue;
+                }
+                let p = &buf[12..n];
+                if p.iter().all(|&b| b == p[0])
+                    && let Some(i) = (0..callers.len()).find(|&i| fill_of(i) == p[0])
+                {
+                    self.talking[a] = Some(i);
+                    self.served.push((a, i));
+                    return i;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("agent{} hears no caller\n{}", a + 1, logs());
+    }
+
+    /// Waits (bounded) for the next INVITE to any agent, keeping the
+    /// callers alive meanwhile.
+    fn next_ring(
+        &mut self,
+        callers: &mut [Caller],
+        logs: &dyn Fn() -> String,
+    ) -> (usize, String, SocketAddr) {
+        for _ in 0..500 {
+            callers.iter_mut().for_each(Caller::pump);
+            if let Some(r) = self.poll(logs) {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no agent rung\n{}", logs());
+    }
+}
+
+/// Callers through the proxy; each sends RTP made of its own byte.
+fn callers_in_queue(cluster: &Cluster, n: usize) -> Vec<Caller> {
+    let mut callers: Vec<Caller> = (0..n)
+        .map(|i| {
+            let mut c = Caller::new(cluster.kam.addr);
+            c.rtp_fill = fill_of(i);
+            assert_eq!(c.invite(), 200, "caller {i}\n{}", cluster.logs());
+            c
+        })
+        .collect();
+    // Key 0, one caller after the other: that is the join order.
+    for i in 0..n {
+        callers[i].digits("0");
+        for _ in 0..8 {
+            callers.iter_mut().for_each(Caller::pump);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let mut joined = String::new();
+    for _ in 0..300 {
+        joined = cluster.db.query("SELECT count(*) FROM queue_entries");
+        if joined == n.to_string() {
+            return callers;
+        }
+        callers.iter_mut().for_each(Caller::pump);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "{joined} of {n} callers in the shared queue\n{}",
+        cluster.logs()
+    );
+}
+
+#[test]
+fn twenty_callers_on_both_nodes_are_served_in_join_order_by_three_agents() {
+    let cluster = Cluster::start();
+    let logs = || cluster.logs();
+    let mut callers = callers_in_queue(&cluster, 20);
+    for n in &cluster.nodes {
+        let here = callers.iter().filter(|c| c.node == Some(n.sip)).count();
+        assert!(here >= 5, "only {here} of 20 callers on {}", n.sip);
+    }
+    let mut desk = Desk::new(cluster.kam.addr, 3);
+    // The agents log in one after the other: each takes the caller who
+    // waited longest.
+    for a in 0..3 {
+        let ok = desk.phones[a].register("s3cret-pw");
+        assert_eq!(status(&ok), Some(200), "{ok}\n{}", logs());
+        let (rung, inv, src) = desk.next_ring(&mut callers, &logs);
+        assert_eq!(rung, a, "agent{} rung before logging in", rung + 1);
+        let who = desk.take(a, &inv, src, &mut callers, &logs);
+        assert_eq!(who, a, "agent{} got caller {who}, not caller {a}", a + 1);
+    }
+    // One agent at a time hangs up; the next caller in join order, whatever
+    // its node, rings that agent and no other.
+    for k in 3..20 {
+        let a = k % 3;
+        let talking = desk.talking[a].expect("agent on a call");
+        assert_eq!(callers[talking].bye(), 200);
+        let (rung, inv, src) = desk.next_ring(&mut callers, &logs);
+        assert_eq!(rung, a, "caller {k}: agent{} rung while busy", rung + 1);
+        let who = desk.take(a, &inv, src, &mut callers, &logs);
+        assert_eq!(
+            who,
+            k,
+            "served caller {who} when caller {k} waited longest\n{}",
+            logs()
+        );
+    }
+    let order: Vec<usize> = desk.served.iter().map(|&(_, c)| c).collect();
+    assert_eq!(order, (0..20).collect::<Vec<_>>());
+    for a in 0..3 {
+        let c = desk.talking[a].expect("agent on a call");
+        assert_eq!(callers[c].bye(), 200);
+    }
+    assert_eq!(cluster.db.query("SELECT count(*) FROM queue_entries"), "0");
+}
+
+#[test]
+fn a_killed_nodes_callers_leave_the_queue_within_the_lease_and_the_rest_keep_order() {
+    let cluster = Cluster::start();
+    let logs = || cluster.logs();
+    let mut callers = callers_in_queue(&cluster, 8);
+    let dead = cluster.nodes[1].sip;
+    let survivors: Vec<usize> = (0..8).filter(|&i| callers[i].node != Some(dead)).collect();
+    assert!(
+        (1..8).contains(&survivors.len()),
+        "callers on one node only: {survivors:?}"
+    );
+    let dead_name = dead.to_string();
+    let on_dead = |db: &PgDb| {
+        db.query(&format!(
+            "SELECT count(*) FROM queue_entries WHERE node = '{dead_name}'"
+        ))
+    };
+    assert_eq!(on_dead(&cluster.db), (8 - survivors.len()).to_string());
+    cluster.nodes[1].signal(libc::SIGKILL);
+    let killed = std::time::Instant::now();
+    let mut gone = false;
+    for _ in 0..300 {
+        if on_dead(&cluster.db) == "0" {
+            gone = true;
+            break;
+        }
+        callers.iter_mut().for_each(Caller::pump);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(gone, "the dead node's callers are still queued\n{}", logs());
+    // For the record (the lease is 3 s, renewed every second).
+    eprintln!(
+        "dead node's entries gone {} ms after SIGKILL",
+        killed.elapsed().as_millis()
+    );
+    assert_eq!(
+        cluster.db.query("SELECT count(*) FROM queue_entries"),
+        survivors.len().to_string()
+    );
+    // The survivors are served in their join order by one agent.
+    let mut desk = Desk::new(cluster.kam.addr, 1);
+    let ok = desk.phones[0].register("s3cret-pw");
+    assert_eq!(status(&ok), Some(200), "{ok}\n{}", logs());
+    for &want in &survivors {
+        let (_, inv, src) = desk.next_ring(&mut callers, &logs);
+        let who = desk.take(0, &inv, src, &mut callers, &logs);
+        assert_eq!(who, want, "survivors served out of order\n{}", logs());
+        assert_eq!(callers[who].bye(), 200);
+    }
 }

@@ -366,6 +366,15 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// The PostgreSQL pool, when the ledger is on PostgreSQL (the shared
+    /// agent queue uses the same database).
+    pub fn pg_pool(&self) -> Option<sqlx::PgPool> {
+        match &self.db {
+            db::Db::Postgres(p) => Some(p.clone()),
+            db::Db::Sqlite(_) => None,
+        }
+    }
+
     pub fn config(&self) -> &LedgerConfig {
         &self.inner.cfg
     }

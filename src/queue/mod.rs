@@ -32,6 +32,7 @@ pub mod admin;
 pub mod config;
 pub mod digest;
 pub mod order;
+pub mod shared;
 pub mod snapshot;
 pub mod state;
 pub mod strategy;

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod ports;
 pub mod queue_task;
 pub mod rtp_socket;
+pub mod shared_queue;
 pub mod sip;
 pub mod types;
 
@@ -177,7 +178,32 @@ pub async fn serve(
                 queue_task::Registrar::new(&secret, passwords)
                     .with_guessing_limits(cfg.agent_auth.guess_limits())
             });
-            Some(queue_task::QueueRuntime::new(set, has_agents, registrar))
+            let shared = match ledger.pg_pool() {
+                Some(pool) if cfg.cluster.shared_queue => {
+                    let lease = cfg.cluster.lease().map_err(anyhow::Error::msg)?;
+                    let node = cfg
+                        .cluster
+                        .node
+                        .clone()
+                        .unwrap_or_else(|| format!("{advertise}:{}", listen.port()));
+                    let queues: Vec<crate::queue::QueueConfig> = set
+                        .queue_names()
+                        .filter_map(|n| set.queue_config(n).cloned())
+                        .collect();
+                    let agents = cfg
+                        .agent
+                        .iter()
+                        .map(|a| (crate::queue::AgentId::new(&a.id), a.contact.clone()))
+                        .collect();
+                    tracing::info!(%node, lease_ms = lease.as_millis() as u64, "agent queue shared through PostgreSQL");
+                    let store = crate::queue::shared::PgQueueStore::new(pool, node, queues.clone());
+                    Some(shared_queue::SharedQueue::new(store, queues, agents, lease))
+                }
+                _ => None,
+            };
+            Some(queue_task::QueueRuntime::with_shared(
+                set, has_agents, registrar, shared,
+            ))
         }
         None => None,
     };
@@ -223,6 +249,10 @@ pub async fn serve(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let queue_driver = queues.clone().map(|q| tokio::spawn(q.run(stop_rx.clone())));
+    let shared_queue = queues
+        .as_ref()
+        .and_then(|q| Some((q.clone(), q.shared_queue()?.clone())))
+        .map(|(q, s)| (s.clone(), tokio::spawn(s.run(q))));
     let admin = if cfg.admin.listen.is_empty() {
         None
     } else {
@@ -277,6 +307,12 @@ pub async fn serve(
     reload.abort();
     if let Some(q) = queue_driver {
         q.abort();
+    }
+    // The calls are over: this node's places in the shared queue go now
+    // rather than when its lease runs out.
+    if let Some((s, task)) = shared_queue {
+        task.abort();
+        s.release().await;
     }
     // Let the last CDR/audit rows land (in the database, else the spool).
     records

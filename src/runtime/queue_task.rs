@@ -22,6 +22,7 @@ use crate::queue::{AgentId, CallerId, QueueAction, QueueError, QueueMode, QueueS
 use crate::sip::bindings::Bindings;
 
 use super::driver::{Shell, drive};
+use super::shared_queue::SharedQueue;
 
 /// Shared handle on the queues for call tasks and the admin API.
 pub struct QueueRuntime {
@@ -32,15 +33,26 @@ pub struct QueueRuntime {
     has_agents: bool,
     /// REGISTER handling, when some agent has a password.
     registrar: Option<Mutex<Registrar>>,
+    /// The queue shared with other nodes through PostgreSQL: when set,
+    /// callers wait there and the local `set` keeps only configuration and
+    /// this node's view of agent logins.
+    shared: Option<Arc<SharedQueue>>,
 }
 
 impl QueueRuntime {
     /// Wraps a configured `QueueSet` and logs in the static-contact agents.
     /// `registrar`: REGISTER handling for agents with passwords.
-    pub fn new(
+    pub fn new(set: QueueSet, has_agents: bool, registrar: Option<Registrar>) -> Arc<QueueRuntime> {
+        QueueRuntime::with_shared(set, has_agents, registrar, None)
+    }
+
+    /// [`QueueRuntime::new`], with callers waiting in the shared queue
+    /// when `shared` is set.
+    pub fn with_shared(
         mut set: QueueSet,
         has_agents: bool,
         registrar: Option<Registrar>,
+        shared: Option<Arc<SharedQueue>>,
     ) -> Arc<QueueRuntime> {
         set.login_static_agents(Instant::now());
         Arc::new(QueueRuntime {
@@ -49,7 +61,13 @@ impl QueueRuntime {
             routes: Mutex::new(HashMap::new()),
             has_agents,
             registrar: registrar.map(Mutex::new),
+            shared,
         })
+    }
+
+    /// The shared queue, when this node takes part in one.
+    pub fn shared_queue(&self) -> Option<&Arc<SharedQueue>> {
+        self.shared.as_ref()
     }
 
     /// Whether REGISTER is served (some agent has a password).
@@ -92,6 +110,9 @@ impl QueueRuntime {
     /// registration came through (RFC 3327 §5.3), empty when it registered
     /// directly, has a static contact or is not registered.
     pub fn agent_route(&self, agent: &AgentId) -> Vec<String> {
+        if let Some(path) = self.shared.as_ref().and_then(|s| s.path(agent)) {
+            return path;
+        }
         match &self.registrar {
             Some(r) => r
                 .lock()
@@ -132,7 +153,11 @@ impl QueueRuntime {
             return Err(QueueError::UnknownQueue(queue.to_owned()));
         }
         self.routes().insert(caller, tx);
-        let r = self.lock().join(Instant::now(), queue, caller);
+        let r = match &self.shared {
+            // The place across nodes follows in the first announcement.
+            Some(s) => s.join(queue, caller).map(|()| 0),
+            None => self.lock().join(Instant::now(), queue, caller),
+        };
         if r.is_err() {
             self.routes().remove(&caller);
         }
@@ -161,6 +186,9 @@ impl QueueRuntime {
 
     /// `*` or hang-up while waiting (a caller not waiting is ignored).
     pub fn leave(&self, caller: CallerId) {
+        if let Some(s) = &self.shared {
+            return s.leave(caller);
+        }
         self.lock().leave(Instant::now(), caller);
         self.wake.notify_one();
     }
@@ -171,16 +199,25 @@ impl QueueRuntime {
     }
 
     pub fn agent_answered(&self, agent: &AgentId, caller: CallerId) {
+        if let Some(s) = &self.shared {
+            return s.agent_answered(agent, caller);
+        }
         self.lock().agent_answered(Instant::now(), agent, caller);
         self.wake.notify_one();
     }
 
     pub fn agent_failed(&self, agent: &AgentId, caller: CallerId) {
+        if let Some(s) = &self.shared {
+            return s.agent_failed(agent, caller);
+        }
         self.lock().agent_failed(Instant::now(), agent, caller);
         self.wake.notify_one();
     }
 
     pub fn call_ended(&self, agent: &AgentId) {
+        if let Some(s) = &self.shared {
+            return s.call_ended(agent);
+        }
         self.lock().call_ended(Instant::now(), agent);
         self.wake.notify_one();
     }
@@ -196,6 +233,9 @@ impl QueueRuntime {
     /// Whether `queue` has an agent free to take a call now (REFER
     /// fallback: only then is the caller queued instead of apologised to).
     pub fn has_available_agent(&self, queue: &str) -> bool {
+        if let Some(s) = &self.shared {
+            return s.has_free_agent(queue);
+        }
         let now = Instant::now();
         self.lock()
             .queue_views(now)
@@ -219,7 +259,10 @@ impl QueueRuntime {
             .collect()
     }
 
-    /// Runs timers and routes actions until `stop` is set.
+    /// Runs timers and routes actions until `stop` is set. The shared
+    /// queue's task runs apart ([`SharedQueue::run`]): it must outlive
+    /// `stop`, since calls still waiting while the node drains keep their
+    /// places.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
         let mut shell = QueueShell {
             q: self,
@@ -229,7 +272,7 @@ impl QueueRuntime {
         drive(&mut shell).await;
     }
 
-    fn route(&self, a: QueueAction) {
+    pub(super) fn route(&self, a: QueueAction) {
         let caller = match &a {
             QueueAction::RingAgent { caller, .. }
             | QueueAction::CancelRing { caller, .. }
@@ -247,11 +290,8 @@ impl QueueRuntime {
         // stays reserved for a caller that no longer exists.
         match undelivered {
             Some(QueueAction::RingAgent { agent, .. }) => {
-                let mut q = self.lock();
-                q.agent_failed(Instant::now(), &agent, caller);
-                q.leave(Instant::now(), caller);
-                drop(q);
-                self.wake.notify_one();
+                self.agent_failed(&agent, caller);
+                self.leave(caller);
             }
             Some(QueueAction::Connect { agent, .. }) => {
                 self.call_ended(&agent);
@@ -352,6 +392,9 @@ impl Registrar {
         if remove {
             self.bindings.unbind(&id);
             queues.with_set(|q, now| q.agent_logout(now, &id));
+            if let Some(s) = &queues.shared {
+                s.unregistered(&id);
+            }
             tracing::info!(agent = %id, "agent unregistered: logged out");
             return RegisterReply::Ok {
                 contact: None,
@@ -369,6 +412,15 @@ impl Registrar {
                 let expires = self
                     .bindings
                     .bind_with(now, id.clone(), expires, path.to_vec());
+                if let Some(s) = &queues.shared {
+                    s.registered(
+                        &id,
+                        &uri,
+                        path,
+                        std::time::Duration::from_secs(u64::from(expires)),
+                        Some(source.to_string()),
+                    );
+                }
                 tracing::info!(agent = %id, expires, path_hops = path.len(), "agent registered: logged in");
                 RegisterReply::Ok {
                     contact: Some(uri),
