@@ -83,10 +83,14 @@ pub fn router_with_console(
     stopping: watch::Receiver<bool>,
     settings: ConsoleSettings,
 ) -> (Router, Arc<Console>) {
-    let ctl: Option<Arc<dyn crate::queue::admin::QueueControl>> = services
-        .queues
-        .as_ref()
-        .map(|q| Arc::new(q.shared()) as Arc<dyn crate::queue::admin::QueueControl>);
+    let ctl: Option<Arc<dyn crate::queue::admin::QueueControl>> =
+        services.queues.as_ref().map(|q| match q.shared_queue() {
+            Some(s) => Arc::new(super::shared_queue::ClusterControl::new(
+                q.shared(),
+                s.clone(),
+            )) as Arc<dyn crate::queue::admin::QueueControl>,
+            None => Arc::new(q.shared()) as Arc<dyn crate::queue::admin::QueueControl>,
+        });
     let console = Console::new(
         settings,
         services.ledger.clone(),

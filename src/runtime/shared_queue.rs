@@ -10,6 +10,7 @@
 //! are offered agents when it ends.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 
 use crate::queue::shared::{
-    OFFER_CHANNEL, OfferNote, PgQueueStore, QueueNode, StoreCmd, StoreReply,
+    ClusterView, OFFER_CHANNEL, OfferNote, PgQueueStore, QueueNode, StoreCmd, StoreReply,
 };
 use crate::queue::{AgentId, CallerId, QueueAction, QueueConfig, QueueError};
 
@@ -36,6 +37,8 @@ enum AgentCmd {
     },
     Unregister(AgentId),
     Pause(AgentId, bool),
+    /// An operator's login (`Some` contact: ring there) or logout.
+    Login(AgentId, bool, Option<String>),
 }
 
 #[derive(Debug)]
@@ -58,6 +61,12 @@ pub struct SharedQueue {
     joined: Mutex<HashMap<CallerId, Instant>>,
     lease: Duration,
     agents: Vec<(AgentId, Option<String>)>,
+    /// The cluster's queue as last read (every lease tick), and when.
+    view: Mutex<Option<(Instant, ClusterView)>>,
+    /// Database round trips (statements or transactions) of this node's
+    /// shared queue, and callers it put in the queue: the load figure.
+    round_trips: AtomicU64,
+    joins: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -82,7 +91,22 @@ impl SharedQueue {
             joined: Mutex::new(HashMap::new()),
             lease,
             agents,
+            view: Mutex::new(None),
+            round_trips: AtomicU64::new(0),
+            joins: AtomicU64::new(0),
         })
+    }
+
+    /// The cluster's queue as read at the last lease tick (None before the
+    /// first one) and how long ago that was.
+    pub fn view(&self) -> Option<(Duration, ClusterView)> {
+        lock(&self.view)
+            .as_ref()
+            .map(|(at, v)| (at.elapsed(), v.clone()))
+    }
+
+    fn trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn node_name(&self) -> &str {
@@ -98,6 +122,7 @@ impl SharedQueue {
     pub fn join(&self, queue: &str, caller: CallerId) -> Result<(), QueueError> {
         let r = self.with_node(|n, now| n.join(now, queue, caller));
         if r.is_ok() {
+            self.joins.fetch_add(1, Ordering::Relaxed);
             lock(&self.joined).insert(caller, Instant::now());
         }
         r
@@ -161,7 +186,13 @@ impl SharedQueue {
         self.push(AgentCmd::Pause(agent.clone(), paused));
     }
 
+    /// An operator logs `agent` in (optionally at `contact`) or out.
+    pub fn login(&self, agent: &AgentId, logged_in: bool, contact: Option<String>) {
+        self.push(AgentCmd::Login(agent.clone(), logged_in, contact));
+    }
+
     async fn apply(&self, op: &Op) -> Result<Option<StoreReply>, sqlx::Error> {
+        self.trip();
         match op {
             Op::Store(cmd) => self.store.apply(cmd).await,
             Op::Agent(AgentCmd::Register {
@@ -177,6 +208,11 @@ impl SharedQueue {
                 .map(|()| None),
             Op::Agent(AgentCmd::Unregister(a)) => self.store.unregister(a).await.map(|()| None),
             Op::Agent(AgentCmd::Pause(a, p)) => self.store.pause(a, *p).await.map(|()| None),
+            Op::Agent(AgentCmd::Login(a, on, contact)) => self
+                .store
+                .set_login(a, *on, contact.as_deref())
+                .await
+                .map(|()| None),
         }
     }
 
@@ -195,6 +231,16 @@ impl SharedQueue {
 
     /// Gives up this node's lease at shutdown (its entries go at once).
     pub async fn release(&self) {
+        let (trips, joins) = (
+            self.round_trips.load(Ordering::Relaxed),
+            self.joins.load(Ordering::Relaxed),
+        );
+        tracing::info!(
+            node = %self.store.node(),
+            round_trips = trips,
+            joins,
+            "shared queue: database round trips of this node"
+        );
         if let Err(e) = self.store.stop().await {
             tracing::warn!(error = %e, "shared queue: could not give up the lease; it lapses");
         }
@@ -277,6 +323,7 @@ impl SharedQueue {
                     dispatch_at = None;
                 }
                 if need_dispatch && backoff_until.is_none() {
+                    self.trip();
                     match self.store.dispatch().await {
                         Ok(d) => {
                             need_dispatch = false;
@@ -301,10 +348,12 @@ impl SharedQueue {
             let rerun = !actions.is_empty();
             for a in actions {
                 match &a {
-                    QueueAction::RingAgent { caller, .. } => {
+                    QueueAction::RingAgent { caller, agent, .. } => {
                         if let Some(t) = lock(&self.joined).get(caller) {
+                            let waited = t.elapsed();
                             metrics::histogram!("ivr_queue_join_to_ring_seconds")
-                                .record(t.elapsed().as_secs_f64());
+                                .record(waited.as_secs_f64());
+                            tracing::info!(%caller, %agent, join_to_ring_us = waited.as_micros() as u64, "shared queue: agent offered");
                         }
                     }
                     QueueAction::Connect { caller, .. }
@@ -362,6 +411,11 @@ impl SharedQueue {
     /// had lapsed), reap dead nodes, and compare the agents ringing for
     /// this node with the database (offers lost in a reconnect).
     async fn housekeeping(&self, need_dispatch: &mut bool) {
+        self.round_trips.fetch_add(4, Ordering::Relaxed);
+        match self.store.view().await {
+            Ok(v) => *lock(&self.view) = Some((Instant::now(), v)),
+            Err(e) => tracing::warn!(error = %e, "shared queue: reading the cluster view failed"),
+        }
         match self.store.renew(self.lease).await {
             Ok(true) => {
                 tracing::warn!(node = %self.store.node(), "shared queue: this node's lease had lapsed; its callers join again at their places");
@@ -399,5 +453,127 @@ impl SharedQueue {
             *need_dispatch = true;
         }
         self.wake.notify_one();
+    }
+}
+
+/// The admin API and console on a node of a cluster: agent changes go to
+/// the database (and this node's local view), pictures come from the
+/// cluster view read at each lease tick.
+pub struct ClusterControl {
+    local: crate::queue::admin::SharedQueueSet,
+    shared: Arc<SharedQueue>,
+}
+
+impl ClusterControl {
+    pub fn new(
+        local: crate::queue::admin::SharedQueueSet,
+        shared: Arc<SharedQueue>,
+    ) -> ClusterControl {
+        ClusterControl { local, shared }
+    }
+}
+
+fn secs(ms: i64) -> u64 {
+    u64::try_from(ms.max(0) / 1000).unwrap_or(0)
+}
+
+impl crate::queue::admin::QueueControl for ClusterControl {
+    fn snapshot(&self) -> crate::queue::QueueSnapshot {
+        use crate::queue::{AgentState, AgentView, QueueView, WaitingCaller};
+        let local = self.local.snapshot();
+        let Some((age, v)) = self.shared.view() else {
+            return local;
+        };
+        let now = v.now_ms + i64::try_from(age.as_millis()).unwrap_or(0);
+        let member_of = |agent: &str| -> Vec<String> {
+            local
+                .queues
+                .iter()
+                .filter(|q| q.agents.iter().any(|a| a.as_str() == agent))
+                .map(|q| q.name.clone())
+                .collect()
+        };
+        let agents: Vec<AgentView> = v
+            .agents
+            .iter()
+            .filter(|a| local.agent(&a.agent).is_some())
+            .map(|a| {
+                let state = match a.state.as_str() {
+                    "ringing" => AgentState::Ringing,
+                    "on_call" => AgentState::OnCall,
+                    "wrap_up" if a.logged_in && a.idle_since_ms > now => AgentState::WrapUp,
+                    _ if !a.logged_in || a.contact.is_none() => AgentState::LoggedOut,
+                    _ if a.paused => AgentState::Paused,
+                    _ => AgentState::Available,
+                };
+                AgentView {
+                    id: AgentId::new(&a.agent),
+                    state,
+                    calls_taken: u64::try_from(a.calls_taken).unwrap_or(0),
+                    idle_secs: (state == AgentState::Available)
+                        .then(|| secs(now - a.idle_since_ms)),
+                    caller: a.caller.map(|c| CallerId(c as u64)),
+                    on_call_secs: (state == AgentState::OnCall).then(|| secs(now - a.since_ms)),
+                    contact: a.contact.clone(),
+                    queues: member_of(&a.agent),
+                }
+            })
+            .collect();
+        let queues: Vec<QueueView> = local
+            .queues
+            .into_iter()
+            .map(|mut q| {
+                let waiting: Vec<WaitingCaller> = v
+                    .entries
+                    .iter()
+                    .filter(|e| e.queue == q.name)
+                    .enumerate()
+                    .map(|(i, e)| WaitingCaller {
+                        caller: CallerId(e.caller as u64),
+                        position: i + 1,
+                        waited_secs: secs(now - e.joined_at_ms),
+                        ringing: e.ringing.iter().map(AgentId::new).collect(),
+                    })
+                    .collect();
+                q.waiting_count = waiting.len();
+                q.longest_wait_secs = waiting.first().map_or(0, |w| w.waited_secs);
+                q.available_agents = agents
+                    .iter()
+                    .filter(|a| a.state == AgentState::Available && q.agents.contains(&a.id))
+                    .count();
+                q.waiting = waiting;
+                q
+            })
+            .collect();
+        crate::queue::QueueSnapshot { queues, agents }
+    }
+
+    fn login(&self, agent: &AgentId, contact: Option<String>) -> Result<(), QueueError> {
+        self.local.login(agent, contact.clone())?;
+        self.shared.login(agent, true, contact);
+        Ok(())
+    }
+
+    fn logout(&self, agent: &AgentId) -> Result<(), QueueError> {
+        self.local.logout(agent)?;
+        self.shared.login(agent, false, None);
+        Ok(())
+    }
+
+    fn pause(&self, agent: &AgentId, paused: bool) -> Result<(), QueueError> {
+        self.local.pause(agent, paused)?;
+        self.shared.pause(agent, paused);
+        Ok(())
+    }
+
+    fn active_calls(&self) -> serde_json::Value {
+        let calls: Vec<serde_json::Value> = self
+            .snapshot()
+            .agents
+            .iter()
+            .filter(|a| a.state == crate::queue::AgentState::OnCall)
+            .map(|a| serde_json::json!({ "agent": a.id, "caller": a.caller, "secs": a.on_call_secs }))
+            .collect();
+        serde_json::json!(calls)
     }
 }

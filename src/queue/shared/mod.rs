@@ -19,4 +19,4 @@ pub mod pg;
 pub mod plan;
 
 pub use node::{QueueNode, StoreCmd};
-pub use pg::{OFFER_CHANNEL, OfferNote, PgQueueStore, StoreReply};
+pub use pg::{ClusterView, OFFER_CHANNEL, OfferNote, PgQueueStore, StoreReply};

@@ -561,6 +561,121 @@ impl PgQueueStore {
     }
 }
 
+/// A waiting caller in [`ClusterView`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewEntry {
+    pub queue: String,
+    pub node: String,
+    pub caller: i64,
+    pub joined_at_ms: i64,
+    pub ringing: Vec<String>,
+}
+
+/// An agent in [`ClusterView`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewAgent {
+    pub agent: String,
+    pub logged_in: bool,
+    pub paused: bool,
+    pub state: String,
+    pub caller: Option<i64>,
+    pub since_ms: i64,
+    pub idle_since_ms: i64,
+    pub calls_taken: i64,
+    pub contact: Option<String>,
+}
+
+/// The whole cluster's queue as the database has it (for the admin API and
+/// the console), read at database time `now_ms`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    pub now_ms: i64,
+    pub entries: Vec<ViewEntry>,
+    pub agents: Vec<ViewAgent>,
+}
+
+impl PgQueueStore {
+    /// Reads [`ClusterView`]: waiting callers in join order, every agent.
+    pub async fn view(&self) -> Result<ClusterView, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let now_ms: i64 = sqlx::query_scalar("SELECT ivr_now_ms()")
+            .fetch_one(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT e.queue, e.node, e.caller, e.joined_at_ms,
+                    ARRAY(SELECT a.agent FROM queue_agents a
+                           WHERE a.state = 'ringing' AND a.entry = e.id ORDER BY a.agent) AS ringing
+               FROM queue_entries e ORDER BY e.joined_at_ms, e.id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for r in rows {
+            entries.push(ViewEntry {
+                queue: r.try_get("queue")?,
+                node: r.try_get("node")?,
+                caller: r.try_get("caller")?,
+                joined_at_ms: r.try_get("joined_at_ms")?,
+                ringing: r.try_get("ringing")?,
+            });
+        }
+        let rows = sqlx::query(
+            "SELECT a.agent, a.logged_in, a.paused, a.state, a.state_since_ms, a.idle_since_ms,
+                    a.calls_taken,
+                    (SELECT e.caller FROM queue_entries e WHERE e.id = a.entry) AS caller,
+                    COALESCE(CASE WHEN b.expires_at_ms > $1 THEN b.contact END, a.static_contact)
+                      AS contact
+               FROM queue_agents a LEFT JOIN agent_bindings b USING (agent) ORDER BY a.agent",
+        )
+        .bind(now_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut agents = Vec::with_capacity(rows.len());
+        for r in rows {
+            agents.push(ViewAgent {
+                agent: r.try_get("agent")?,
+                logged_in: r.try_get("logged_in")?,
+                paused: r.try_get("paused")?,
+                state: r.try_get("state")?,
+                caller: r.try_get("caller")?,
+                since_ms: r.try_get("state_since_ms")?,
+                idle_since_ms: r.try_get("idle_since_ms")?,
+                calls_taken: r.try_get("calls_taken")?,
+                contact: r.try_get("contact")?,
+            });
+        }
+        Ok(ClusterView {
+            now_ms,
+            entries,
+            agents,
+        })
+    }
+
+    /// An operator logs `agent` in (at `contact`, else its registration or
+    /// static contact) or out.
+    pub async fn set_login(
+        &self,
+        agent: &AgentId,
+        logged_in: bool,
+        contact: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE queue_agents
+               SET idle_since_ms = CASE WHEN $2 AND NOT logged_in THEN ivr_now_ms()
+                                        ELSE idle_since_ms END,
+                   logged_in = $2, static_contact = COALESCE($3, static_contact)
+             WHERE agent = $1",
+        )
+        .bind(agent.as_str())
+        .bind(logged_in)
+        .bind(contact)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
 /// Removes `nodes`' entries and releases the agents they rang or bridged:
 /// to wrap-up (the offering queue's), since their call just ended.
 async fn release_nodes(
