@@ -1375,3 +1375,107 @@ fn a_killed_nodes_callers_leave_the_queue_within_the_lease_and_the_rest_keep_ord
         assert_eq!(callers[who].bye(), 200);
     }
 }
+
+/// The queue figures of BENCHMARKS.md (not a pass/fail test; run with
+/// `cargo test --release --test cluster_kamailio -- --ignored --nocapture
+/// shared_queue_figures`): `QUEUE_FIGURE_CALLS` callers (default 100)
+/// through Kamailio over both nodes, one after the other, each rung by one
+/// of three free agents, answered and hung up. Prints join → ring latency
+/// (measured in the node from the caller's join to the agent's INVITE
+/// being handed to its call) and the database load per queued call.
+#[test]
+#[ignore]
+fn shared_queue_figures() {
+    let n: usize = std::env::var("QUEUE_FIGURE_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let mut cluster = Cluster::start();
+    let logs = || cluster.logs();
+    let mut desk = Desk::new(cluster.kam.addr, 3);
+    for a in 0..3 {
+        let ok = desk.phones[a].register("s3cret-pw");
+        assert_eq!(status(&ok), Some(200), "{ok}");
+    }
+    let stat = |db: &PgDb| -> Vec<i64> {
+        db.query(&format!(
+            "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted, tup_fetched \
+             FROM pg_stat_database WHERE datname = '{}'",
+            db.name
+        ))
+        .split('|')
+        .map(|v| v.parse().unwrap_or(0))
+        .collect()
+    };
+    let before = stat(&cluster.db);
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        let mut c = Caller::new(cluster.kam.addr);
+        c.rtp_fill = 0x10;
+        assert_eq!(c.invite(), 200, "caller {i}");
+        c.digits("0");
+        let mut callers = [c];
+        let (a, inv, src) = desk.next_ring(&mut callers, &|| format!("call {i}\n{}", logs()));
+        desk.take(a, &inv, src, &mut callers, &logs);
+        assert_eq!(callers[0].bye(), 200);
+        for _ in 0..50 {
+            desk.poll(&logs);
+            if desk.talking[a].is_none() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let elapsed = started.elapsed();
+    // Let the last CDRs land before reading the database's counters.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = stat(&cluster.db);
+    let mut lat: Vec<u64> = Vec::new();
+    let mut trips = 0u64;
+    for node in &mut cluster.nodes {
+        node.stop();
+        let text = node.log_text();
+        for l in text.lines() {
+            if let Some(v) = l.split("join_to_ring_us=").nth(1) {
+                lat.extend(
+                    v.split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok()),
+                );
+            }
+            if l.contains("database round trips of this node")
+                && let Some(v) = l.split("round_trips=").nth(1)
+            {
+                trips += v
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    lat.sort_unstable();
+    assert_eq!(lat.len(), n, "one ring per call");
+    let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
+    let d: Vec<i64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    let per = |v: i64| v as f64 / n as f64;
+    println!(
+        "shared queue, 2 nodes, {n} queued calls in {:.1} s: join->ring p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        elapsed.as_secs_f64(),
+        pct(0.50) as f64 / 1000.0,
+        pct(0.99) as f64 / 1000.0,
+        lat[lat.len() - 1] as f64 / 1000.0
+    );
+    println!(
+        "database per queued call (whole service: queue, ledger, CDR, leases): {:.1} commits, {:.1} rows inserted, {:.1} updated, {:.1} deleted, {:.0} fetched",
+        per(d[0]),
+        per(d[1]),
+        per(d[2]),
+        per(d[3]),
+        per(d[4])
+    );
+    println!(
+        "shared queue's own round trips (both nodes, lease ticks included): {trips} = {:.1} per queued call",
+        trips as f64 / n as f64
+    );
+}

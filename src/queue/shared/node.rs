@@ -114,7 +114,11 @@ impl QueueNode {
             .iter()
             .position(|q| q.name == queue)
             .ok_or_else(|| QueueError::UnknownQueue(queue.to_owned()))?;
-        if self.callers.contains_key(&caller) {
+        // A caller that left before the database answered its join is out
+        // of the queue (it got `Left`): it may join again, in a fresh
+        // `Local` (its old timers no longer match the epoch). Both inserts
+        // answer with the same row (one per node and caller).
+        if self.callers.get(&caller).is_some_and(|c| !c.leaving) {
             return Err(QueueError::AlreadyQueued(caller));
         }
         let epoch = self.epoch();
@@ -147,7 +151,8 @@ impl QueueNode {
     /// The database holds `caller` as `entry`, joined at `joined_at_ms`.
     pub fn joined(&mut self, caller: CallerId, entry: i64, joined_at_ms: i64) {
         let Some(c) = self.callers.get_mut(&caller) else {
-            // Gone meanwhile (cannot happen: leaving callers are kept).
+            // Gone meanwhile (maximum wait before the answer, or dropped
+            // by `rejoin_all` while leaving).
             self.store.push_back(StoreCmd::Leave { entry });
             return;
         };
@@ -168,22 +173,34 @@ impl QueueNode {
     /// their place.
     pub fn rejoin_all(&mut self) {
         self.by_entry.clear();
-        let mut again: Vec<(CallerId, usize, Option<i64>)> = Vec::new();
+        let mut again = Vec::new();
         let mut cancels = Vec::new();
+        let queues = &self.queues;
         self.callers.retain(|&caller, c| {
             if c.leaving {
                 return false;
             }
-            c.entry = None;
             for (agent, _) in c.ringing.drain(..) {
                 cancels.push(QueueAction::CancelRing { caller, agent });
             }
-            again.push((caller, c.queue, c.joined_at_ms));
+            if c.expired {
+                // Its maximum wait passed during the ring that just ended:
+                // out, as when the ring ends otherwise (the reaper deleted
+                // the entry already).
+                cancels.push(QueueAction::MaxWait {
+                    caller,
+                    action: queues[c.queue].on_max_wait,
+                });
+                return false;
+            }
+            again.push((c.joined_at_ms, c.entry.take(), c.epoch, caller, c.queue));
             true
         });
         self.actions.extend(cancels);
-        again.sort_by_key(|&(caller, _, at)| (at, caller));
-        for (caller, qi, joined_at_ms) in again {
+        // The database's order (join time, then entry id); callers not
+        // answered yet in local join order.
+        again.sort_by_key(|&(at, entry, epoch, ..)| (at, entry, epoch));
+        for (joined_at_ms, _, _, caller, qi) in again {
             self.store.push_back(StoreCmd::Join {
                 caller,
                 queue: self.queues[qi].name.clone(),
