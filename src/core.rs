@@ -51,6 +51,19 @@ impl Core for crate::queue::QueueSet {
     }
 }
 
+impl Core for crate::queue::shared::QueueNode {
+    type Event = crate::queue::QueueAction;
+    fn handle_timeout(&mut self, now: Instant) {
+        crate::queue::shared::QueueNode::handle_timeout(self, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        crate::queue::shared::QueueNode::poll_timeout(self)
+    }
+    fn poll_event(&mut self) -> Option<Self::Event> {
+        crate::queue::shared::QueueNode::poll_event(self)
+    }
+}
+
 impl Core for crate::sip::Endpoint {
     type Event = crate::sip::SipEvent;
     fn handle_timeout(&mut self, now: Instant) {

@@ -8,8 +8,9 @@ mod ledger_support;
 
 use std::time::Duration;
 
-use ivr12333::queue::shared::{PgQueueStore, StoreCmd, StoreReply};
+use ivr12333::queue::shared::StoreCmd;
 use ivr12333::queue::{AgentId, CallerId, QueueConfig};
+use ivr12333::runtime::queue_store::{PgQueueStore, StoreReply};
 use ledger_support::{Backend, TestDb, run};
 
 fn queue(wrap_up_ms: u64, retry_ms: u64) -> QueueConfig {

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod driver;
 pub mod jobs;
 pub mod ports;
+pub mod queue_store;
 pub mod queue_task;
 pub mod rtp_socket;
 pub mod shared_queue;
@@ -196,7 +197,8 @@ pub async fn serve(
                         .map(|a| (crate::queue::AgentId::new(&a.id), a.contact.clone()))
                         .collect();
                     tracing::info!(%node, lease_ms = lease.as_millis() as u64, "agent queue shared through PostgreSQL");
-                    let store = crate::queue::shared::PgQueueStore::new(pool, node, queues.clone());
+                    let store =
+                        crate::runtime::queue_store::PgQueueStore::new(pool, node, queues.clone());
                     Some(shared_queue::SharedQueue::new(store, queues, agents, lease))
                 }
                 _ => None,
@@ -252,7 +254,7 @@ pub async fn serve(
     let shared_queue = queues
         .as_ref()
         .and_then(|q| Some((q.clone(), q.shared_queue()?.clone())))
-        .map(|(q, s)| (s.clone(), tokio::spawn(s.run(q))));
+        .map(|(q, s)| (s.clone(), tokio::spawn(s.run(move |a| q.route(a)))));
     let admin = if cfg.admin.listen.is_empty() {
         None
     } else {

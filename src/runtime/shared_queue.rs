@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 
-use crate::queue::shared::{
-    ClusterView, OFFER_CHANNEL, OfferNote, PgQueueStore, QueueNode, StoreCmd, StoreReply,
-};
+use crate::queue::shared::{QueueNode, StoreCmd};
 use crate::queue::{AgentId, CallerId, QueueAction, QueueConfig, QueueError};
+use crate::runtime::queue_store::{
+    ClusterView, OFFER_CHANNEL, OfferNote, PgQueueStore, StoreReply,
+};
 
 use super::driver::sleep_until;
-use super::queue_task::QueueRuntime;
 
 /// Agent changes that are not about one caller.
 #[derive(Debug, Clone)]
@@ -66,6 +66,8 @@ pub struct SharedQueue {
     /// Database round trips (statements or transactions) of this node's
     /// shared queue, and callers it put in the queue: the load figure.
     round_trips: AtomicU64,
+    /// Of which the lease ticks (a fixed cost per node, not per call).
+    tick_trips: AtomicU64,
     joins: AtomicU64,
 }
 
@@ -93,6 +95,7 @@ impl SharedQueue {
             agents,
             view: Mutex::new(None),
             round_trips: AtomicU64::new(0),
+            tick_trips: AtomicU64::new(0),
             joins: AtomicU64::new(0),
         })
     }
@@ -231,13 +234,15 @@ impl SharedQueue {
 
     /// Gives up this node's lease at shutdown (its entries go at once).
     pub async fn release(&self) {
-        let (trips, joins) = (
+        let (trips, ticks, joins) = (
             self.round_trips.load(Ordering::Relaxed),
+            self.tick_trips.load(Ordering::Relaxed),
             self.joins.load(Ordering::Relaxed),
         );
         tracing::info!(
             node = %self.store.node(),
             round_trips = trips,
+            tick_round_trips = ticks,
             joins,
             "shared queue: database round trips of this node"
         );
@@ -248,7 +253,9 @@ impl SharedQueue {
 
     /// Runs until aborted (after the node's calls are over, see
     /// [`SharedQueue::release`]).
-    pub async fn run(self: Arc<Self>, q: Arc<QueueRuntime>) {
+    /// `route` hands an action to the call it is for (the queue runtime's
+    /// routing, which undoes what a vanished call cannot take).
+    pub async fn run(self: Arc<Self>, route: impl Fn(QueueAction) + Send + Sync) {
         let retry = Duration::from_millis(500);
         let mut pending: VecDeque<Op> = VecDeque::new();
         let mut started = false;
@@ -363,7 +370,7 @@ impl SharedQueue {
                     }
                     _ => {}
                 }
-                q.route(a);
+                route(a);
             }
             if rerun {
                 continue;
@@ -411,7 +418,9 @@ impl SharedQueue {
     /// had lapsed), reap dead nodes, and compare the agents ringing for
     /// this node with the database (offers lost in a reconnect).
     async fn housekeeping(&self, need_dispatch: &mut bool) {
+        // View, renewal, reaping, resync.
         self.round_trips.fetch_add(4, Ordering::Relaxed);
+        self.tick_trips.fetch_add(4, Ordering::Relaxed);
         match self.store.view().await {
             Ok(v) => *lock(&self.view) = Some((Instant::now(), v)),
             Err(e) => tracing::warn!(error = %e, "shared queue: reading the cluster view failed"),

@@ -11,12 +11,11 @@
 //!   [`crate::queue::QueueSet`], plus [`node::StoreCmd`]s for the database.
 //! - [`plan::plan`]: who rings whom, a pure function run inside the
 //!   dispatch transaction over every node's callers.
-//! - [`pg::PgQueueStore`]: the statements (dispatch under an advisory lock,
+//! - `runtime::queue_store::PgQueueStore` (the I/O side, outside the
+//!   sans-IO cores): the statements (dispatch under an advisory lock,
 //!   offers by `pg_notify`, node leases, bindings).
 
 pub mod node;
-pub mod pg;
 pub mod plan;
 
 pub use node::{QueueNode, StoreCmd};
-pub use pg::{ClusterView, OFFER_CHANNEL, OfferNote, PgQueueStore, StoreReply};

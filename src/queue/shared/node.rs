@@ -450,16 +450,3 @@ impl QueueNode {
         self.store.pop_front()
     }
 }
-
-impl crate::core::Core for QueueNode {
-    type Event = QueueAction;
-    fn handle_timeout(&mut self, now: Instant) {
-        QueueNode::handle_timeout(self, now)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        QueueNode::poll_timeout(self)
-    }
-    fn poll_event(&mut self) -> Option<QueueAction> {
-        QueueNode::poll_event(self)
-    }
-}

@@ -1,4 +1,4 @@
-//! The shared queue's PostgreSQL side: every statement the nodes use to
+//! The shared agent queue's PostgreSQL side ([`crate::queue::shared`]): every statement the nodes use to
 //! coordinate (tables in `migrations/postgres/20261203000004_shared_queue.sql`).
 //!
 //! - Dispatch is one transaction under a transaction-level advisory lock,
@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 
-use super::node::StoreCmd;
-use super::plan::{AgentRow, EntryRow, Plan, Round, plan};
+use crate::queue::shared::StoreCmd;
+use crate::queue::shared::plan::{AgentRow, EntryRow, Plan, Round, plan};
 use crate::queue::{AgentId, CallerId, QueueConfig};
 
 /// The advisory lock key of the dispatch transaction ("12333" in the
