@@ -5,8 +5,10 @@
 #   e.g. benches/load.sh 5000 200 10000 30000   (5,000 calls up at once)
 #        benches/load.sh 2000 1000 20000 1000   (1,000 new calls/s)
 #
-# Prints SIPp's result, the service's CPU time, peak memory and memory per
-# concurrent call, and what callers hear: once CONCURRENT calls are up, the
+# Prints SIPp's result (successful and failed calls, failures by SIPp's
+# reason, INVITE retransmissions and timeouts from -trace_counts), the
+# service's CPU time, peak memory and memory per concurrent call, and what
+# callers hear: once CONCURRENT calls are up, the
 # probe (benches/load_probe.rs) places PROBE_STREAMS (30) listening calls and
 # PROBE_SCRIPTED (5) callers who key an ID and PIN, and reports RTP gaps and
 # loss (kernel timestamps), INVITE->200 latency and PIN '#' -> result latency.
@@ -51,21 +53,36 @@ sampler=$!
     --spread-secs 5 --hold-secs 10 > "$work/probe" 2>&1 ) &
 prober=$!
 sed "s/HOLD_MS/$hold/" tests/sipp/uac_load.xml > "$work/uac_load.xml"
-sipp -sf "$work/uac_load.xml" -s 12333 127.0.0.1:$port -i 127.0.0.1 -p $((port + 1)) \
+# SIPp writes -trace_counts (per-message Sent/Retrans/Timeout, cumulative) and
+# -trace_screen files into its working directory: run it in $work.
+(cd "$work" && exec sipp -sf "$work/uac_load.xml" -s 12333 127.0.0.1:$port -i 127.0.0.1 -p $((port + 1)) \
   -mi 127.0.0.1 -mp $((port + 10)) -l "$conc" -r "$rate" -rp 1000 -m "$total" \
   -timeout $(( (total / rate) + hold / 1000 + 120 ))s -timeout_error -nostdin \
-  -trace_stat -stf "$work/stats.csv" -trace_err -error_file "$work/errors.log" >"$work/sipp.out" 2>&1 \
+  -trace_stat -stf "$work/stats.csv" -trace_counts -trace_screen \
+  -trace_err -error_file "$work/errors.log") >"$work/sipp.out" 2>&1 \
   && status=ok || status="FAILED($?)"
 t1=$(date +%s.%N); cpu1=$(cpu)
 wait $prober 2>/dev/null || true
 kill $sampler 2>/dev/null || true
 peak=$(sort -n "$work/rss" | tail -n 1)
-ok=$(tail -n 1 "$work/stats.csv" | awk -F';' '{print $16}')
-failed=$(tail -n 1 "$work/stats.csv" | awk -F';' '{print $18}')
+# col FILE NAME: the last row's value in the column headed NAME, or headed
+# <index>_NAME in -trace_counts (e.g. 0_INVITE_Retrans), or "?". SIPp's csv
+# files have a header row, then rows of cumulative counts.
+col() {
+  if [ -z "$1" ] || [ ! -s "$1" ]; then echo "?"; return; fi
+  awk -F';' -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++)
+      if (!c && ($i == name || $i ~ ("^[0-9]+_" name "$"))) c = i; next }
+    { last = $0 } END { n = split(last, f, ";"); print (c && c <= n) ? f[c] : "?" }' "$1"
+}
+ok=$(col "$work/stats.csv" 'SuccessfulCall(C)')
+failed=$(col "$work/stats.csv" 'FailedCall(C)')
+counts=$(find "$work" -maxdepth 1 -name '*_counts.csv' | head -n 1)
 wall=$(echo "$t1 - $t0" | bc)
 cpus=$(echo "scale=2; ($cpu1 - $cpu0) / $ticks" | bc)
 echo "binary: $bin"
 echo "load: concurrent=$conc rate=$rate/s total=$total hold=${hold}ms sipp=$status successful=$ok failed=$failed"
+echo "sipp: INVITE retransmissions $(col "$counts" INVITE_Retrans) of $(col "$counts" INVITE_Sent) INVITEs sent, INVITE timeouts $(col "$counts" INVITE_Timeout); retransmissions of all messages $(col "$work/stats.csv" 'Retransmissions(C)')"
+echo "sipp: failed calls $failed (max UDP retransmissions $(col "$work/stats.csv" 'FailedMaxUDPRetrans(C)'), timeout on receive $(col "$work/stats.csv" 'FailedTimeoutOnRecv(C)'), unexpected message $(col "$work/stats.csv" 'FailedUnexpectedMessage(C)'), rejected $(col "$work/stats.csv" 'FailedCallRejected(C)'), cannot send $(col "$work/stats.csv" 'FailedCannotSendMessage(C)'))"
 [ -s "$work/steady" ] && echo "service: steady state with all calls up: $(cat "$work/steady")% of one core"
 echo "service: wall ${wall}s, CPU ${cpus}s ($(echo "scale=1; 100 * $cpus / $wall" | bc)% of one core)"
 if [ -s "$work/errors.log" ]; then
