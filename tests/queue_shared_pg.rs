@@ -272,3 +272,40 @@ async fn positions_count_callers_on_every_node() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_cluster_view_names_the_call_an_agent_rings_for_and_talks_to() {
+    run(Backend::Postgres, |db| async move {
+        let (a, _b) = stores(&db, queue(0, 5_000)).await;
+        for ag in ["a2", "a3"] {
+            a.set_login(&AgentId::new(ag), false, None).await.unwrap();
+        }
+        let entry = join(&a, 42).await;
+        a.dispatch().await.unwrap();
+        let caller_of = |v: &ivr12333::runtime::queue_store::ClusterView| {
+            v.agents
+                .iter()
+                .find(|x| x.agent == "a1")
+                .map(|x| (x.state.clone(), x.caller))
+        };
+        let v = a.view().await.unwrap();
+        assert_eq!(caller_of(&v), Some(("ringing".into(), Some(42))));
+        a.apply(&StoreCmd::Connected {
+            entry,
+            agent: AgentId::new("a1"),
+        })
+        .await
+        .unwrap();
+        let v = a.view().await.unwrap();
+        assert_eq!(caller_of(&v), Some(("on_call".into(), Some(42))));
+        assert!(v.entries.is_empty());
+        a.apply(&StoreCmd::CallEnded {
+            agent: AgentId::new("a1"),
+        })
+        .await
+        .unwrap();
+        let v = a.view().await.unwrap();
+        assert_eq!(caller_of(&v), Some(("idle".into(), None)));
+    })
+    .await;
+}

@@ -33,7 +33,8 @@ CREATE INDEX queue_entries_order ON queue_entries (queue, joined_at_ms, id);
 CREATE INDEX queue_entries_node ON queue_entries (node);
 
 -- Agent state. An agent rings for (or talks to) at most one entry; `node`
--- is the node holding that caller. wrap_up_ms is the offering queue's.
+-- is the node holding that caller, `caller` that node's call number (kept
+-- while on the call, for the console). wrap_up_ms is the offering queue's.
 CREATE TABLE queue_agents (
     agent          TEXT PRIMARY KEY,
     logged_in      BOOLEAN NOT NULL DEFAULT false,
@@ -42,6 +43,7 @@ CREATE TABLE queue_agents (
                    CHECK (state IN ('idle', 'ringing', 'on_call', 'wrap_up')),
     entry          BIGINT,
     node           TEXT,
+    caller         BIGINT,
     wrap_up_ms     BIGINT NOT NULL DEFAULT 0,
     wrap_until_ms  BIGINT,
     idle_since_ms  BIGINT NOT NULL DEFAULT 0,

@@ -226,7 +226,7 @@ impl PgQueueStore {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "UPDATE queue_agents
-                       SET state = 'idle', entry = NULL, node = NULL,
+                       SET state = 'idle', entry = NULL, node = NULL, caller = NULL,
                            state_since_ms = ivr_now_ms(), paused = paused OR $3
                      WHERE agent = $1 AND state = 'ringing' AND entry = $2",
                 )
@@ -255,6 +255,8 @@ impl PgQueueStore {
                 sqlx::query(
                     "UPDATE queue_agents
                        SET state = 'on_call', entry = $2, node = $3, wrap_until_ms = NULL,
+                           caller = COALESCE((SELECT e.caller FROM queue_entries e WHERE e.id = $2),
+                                             caller),
                            calls_taken = calls_taken + 1, state_since_ms = ivr_now_ms()
                      WHERE agent = $1",
                 )
@@ -278,7 +280,7 @@ impl PgQueueStore {
                            wrap_until_ms = CASE WHEN wrap_up_ms > 0 AND logged_in
                                                 THEN ivr_now_ms() + wrap_up_ms END,
                            idle_since_ms = ivr_now_ms() + wrap_up_ms,
-                           entry = NULL, node = NULL, state_since_ms = ivr_now_ms()
+                           entry = NULL, node = NULL, caller = NULL, state_since_ms = ivr_now_ms()
                      WHERE agent = $1 AND state = 'on_call' AND node = $2",
                 )
                 .bind(agent.as_str())
@@ -408,7 +410,8 @@ impl PgQueueStore {
         for o in &offers {
             let node: String = sqlx::query_scalar(
                 "UPDATE queue_agents a
-                   SET state = 'ringing', entry = e.id, node = e.node, wrap_up_ms = $3,
+                   SET state = 'ringing', entry = e.id, node = e.node, caller = e.caller,
+                       wrap_up_ms = $3,
                        offered_at_ms = $4, state_since_ms = $4, wrap_until_ms = NULL,
                        idle_since_ms = CASE WHEN a.state = 'wrap_up'
                                             THEN COALESCE(a.wrap_until_ms, a.idle_since_ms)
@@ -622,7 +625,7 @@ impl PgQueueStore {
         let rows = sqlx::query(
             "SELECT a.agent, a.logged_in, a.paused, a.state, a.state_since_ms, a.idle_since_ms,
                     a.calls_taken,
-                    (SELECT e.caller FROM queue_entries e WHERE e.id = a.entry) AS caller,
+                    a.caller,
                     COALESCE(CASE WHEN b.expires_at_ms > $1 THEN b.contact END, a.static_contact)
                       AS contact
                FROM queue_agents a LEFT JOIN agent_bindings b USING (agent) ORDER BY a.agent",
@@ -691,7 +694,7 @@ async fn release_nodes(
            SET state = CASE WHEN wrap_up_ms > 0 THEN 'wrap_up' ELSE 'idle' END,
                wrap_until_ms = CASE WHEN wrap_up_ms > 0 THEN ivr_now_ms() + wrap_up_ms END,
                idle_since_ms = ivr_now_ms() + wrap_up_ms,
-               entry = NULL, node = NULL, state_since_ms = ivr_now_ms()
+               entry = NULL, node = NULL, caller = NULL, state_since_ms = ivr_now_ms()
          WHERE node = ANY ($1) AND state IN ('ringing', 'on_call')",
     )
     .bind(nodes)
@@ -707,7 +710,7 @@ async fn free_ringing(
     except: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE queue_agents SET state = 'idle', entry = NULL, node = NULL,
+        "UPDATE queue_agents SET state = 'idle', entry = NULL, node = NULL, caller = NULL,
                 state_since_ms = ivr_now_ms()
           WHERE state = 'ringing' AND entry = $1 AND agent IS DISTINCT FROM $2",
     )
