@@ -339,8 +339,17 @@ fn sigterm_refuses_new_calls_and_exits_zero() {
     // SIGTERM while the call is up; a new call must get 503.
     let handle = {
         let sip = svc.sip;
+        let log = svc.log.clone();
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(500));
+            // Once the SIP driver has started refusing (a fixed delay was
+            // not always enough on a loaded machine), bounded.
+            for _ in 0..200 {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("shutting down: refusing new calls") {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let mut late = Uac::new(sip);
             let b = late.branch();
             let inv = late.invite(&b, 1);
