@@ -51,7 +51,17 @@ pub trait QueueControl: Send + Sync + 'static {
     fn login(&self, agent: &AgentId, contact: Option<String>) -> Result<(), QueueError>;
     fn logout(&self, agent: &AgentId) -> Result<(), QueueError>;
     fn pause(&self, agent: &AgentId, paused: bool) -> Result<(), QueueError>;
-    fn active_calls(&self) -> serde_json::Value;
+    /// Agents on a call with the call number and duration. Override to
+    /// offer richer data.
+    fn active_calls(&self) -> serde_json::Value {
+        let calls: Vec<serde_json::Value> = self
+            .agents()
+            .iter()
+            .filter(|a| a.state == AgentState::OnCall)
+            .map(|a| json!({ "agent": a.id, "caller": a.caller, "secs": a.on_call_secs }))
+            .collect();
+        json!(calls)
+    }
     /// Agents only; override when cheaper than a full snapshot (which
     /// lists every waiting caller).
     fn agents(&self) -> Vec<AgentView> {
@@ -131,21 +141,10 @@ impl QueueControl for SharedQueueSet {
         })
     }
 
-    /// Agents on a call with the call number and duration. The runtime can
-    /// offer richer data by implementing [`QueueControl`] itself.
+    /// The agents without the waiting callers' list of a full snapshot.
     fn agents(&self) -> Vec<AgentView> {
         let now = (self.clock)();
         self.lock().agent_views(now)
-    }
-
-    fn active_calls(&self) -> serde_json::Value {
-        let calls: Vec<serde_json::Value> = self
-            .agents()
-            .iter()
-            .filter(|a| a.state == AgentState::OnCall)
-            .map(|a| json!({ "agent": a.id, "caller": a.caller, "secs": a.on_call_secs }))
-            .collect();
-        json!(calls)
     }
 }
 

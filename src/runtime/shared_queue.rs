@@ -112,10 +112,6 @@ impl SharedQueue {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn node_name(&self) -> &str {
-        self.store.node()
-    }
-
     fn with_node<T>(&self, f: impl FnOnce(&mut QueueNode, Instant) -> T) -> T {
         let r = f(&mut lock(&self.node), Instant::now());
         self.wake.notify_one();
@@ -573,16 +569,5 @@ impl crate::queue::admin::QueueControl for ClusterControl {
         self.local.pause(agent, paused)?;
         self.shared.pause(agent, paused);
         Ok(())
-    }
-
-    fn active_calls(&self) -> serde_json::Value {
-        let calls: Vec<serde_json::Value> = self
-            .snapshot()
-            .agents
-            .iter()
-            .filter(|a| a.state == crate::queue::AgentState::OnCall)
-            .map(|a| serde_json::json!({ "agent": a.id, "caller": a.caller, "secs": a.on_call_secs }))
-            .collect();
-        serde_json::json!(calls)
     }
 }
