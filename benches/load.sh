@@ -11,7 +11,9 @@
 # callers hear: once CONCURRENT calls are up, the
 # probe (benches/load_probe.rs) places PROBE_STREAMS (30) listening calls and
 # PROBE_SCRIPTED (5) callers who key an ID and PIN, and reports RTP gaps and
-# loss (kernel timestamps), INVITE->200 latency and PIN '#' -> result latency.
+# loss (kernel timestamps), INVITE->200 latency and PIN '#' -> result latency,
+# and, from the service's /metrics over the same 15 s, how late the media
+# clock sent frames (ticks over 2/5/10/20/40 ms past their slot).
 # IVR12333_BIN names the service binary (default target/release/ivr12333,
 # built first), so a baseline build can be compared in the same session
 # (unset for the service, whose config would read it as a setting).
@@ -25,12 +27,16 @@ bin=${IVR12333_BIN:-target/release/ivr12333}
 cargo bench --quiet --bench load_probe --no-run 2>/dev/null
 work=$(mktemp -d)
 trap 'kill $svc 2>/dev/null || true; wait $svc 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$((15000 + RANDOM % 5000))
+# SIP at port, SIPp at port+1 (media +10), admin at port+3: all below the
+# RTP range. RTP_PORTS (default 20000-59999: 20,000 even ports, enough
+# for 15,000 calls and the probe's) may be narrowed.
+port=$((15000 + RANDOM % 4900))
+admin=127.0.0.1:$((port + 3))
 IVR12333_LOG__LEVEL=warn IVR12333_SIP__MAX_CALLS=20000 IVR12333_SIP__MAX_CALLS_PER_SECOND=5000 \
   IVR12333_SIP__TRUSTED_SOURCES='["127.0.0.0/8"]' \
   IVR12333_RTP__INACTIVITY_TIMEOUT_SECS=3600 \
-  env -u IVR12333_BIN "$bin" serve --sip-listen 127.0.0.1:$port --rtp-ports 20000-39999 \
-  --db "sqlite://$work/ledger.db" --admin-listen "" >"$work/service.log" 2>&1 &
+  env -u IVR12333_BIN "$bin" serve --sip-listen 127.0.0.1:$port --rtp-ports "${RTP_PORTS:-20000-59999}" \
+  --db "sqlite://$work/ledger.db" --admin-listen "$admin" >"$work/service.log" 2>&1 &
 svc=$!
 for _ in $(seq 1 100); do
   grep -q "ivr12333 serving" "$work/service.log" && break
@@ -43,9 +49,14 @@ base_rss=$(rss_kib); cpu0=$(cpu); t0=$(date +%s.%N)
 peak=0
 ( while kill -0 $svc 2>/dev/null; do r=$(rss_kib); echo "$r" >> "$work/rss"; sleep 0.5; done ) &
 sampler=$!
-# Steady state: once CONCURRENT calls are up (after the ramp), 5 s of CPU.
-( sleep $(( conc / rate + 3 )); a=$(cpu); sleep 5; b=$(cpu)
-  echo "$(( (b - a) * 100 / 5 / ticks ))" > "$work/steady" ) &
+# Steady state: once CONCURRENT calls are up (after the ramp), 5 s of CPU;
+# the media clock's lateness counters (/metrics) over the 15 s from the
+# same moment, while the probe listens.
+metrics() { curl -s --max-time 5 "http://$admin/metrics" > "$1" 2>/dev/null || true; }
+( sleep $(( conc / rate + 3 )); metrics "$work/metrics0"; a=$(cpu); sleep 5; b=$(cpu)
+  echo "$(( (b - a) * 100 / 5 / ticks ))" > "$work/steady"
+  sleep 10; metrics "$work/metrics1" ) &
+lateness=$!
 # What callers hear, sampled while every call is up (probe calls hold 10 s).
 ( sleep $(( conc / rate + 2 ))
   cargo bench --quiet --bench load_probe -- --target 127.0.0.1:$port \
@@ -63,6 +74,7 @@ sed "s/HOLD_MS/$hold/" tests/sipp/uac_load.xml > "$work/uac_load.xml"
   && status=ok || status="FAILED($?)"
 t1=$(date +%s.%N); cpu1=$(cpu)
 wait $prober 2>/dev/null || true
+wait $lateness 2>/dev/null || true
 kill $sampler 2>/dev/null || true
 peak=$(sort -n "$work/rss" | tail -n 1)
 # col FILE NAME: the last row's value in the column headed NAME, or headed
@@ -88,6 +100,20 @@ echo "service: wall ${wall}s, CPU ${cpus}s ($(echo "scale=1; 100 * $cpus / $wall
 if [ -s "$work/errors.log" ]; then
   echo "sipp error log: $(grep -c 'sipp' "$work/errors.log" || true) entries; first:"
   grep -m 3 -E "^[0-9].*(Aborting|Unexpected|unexpected|Retransmission|timeout)" "$work/errors.log" | cut -c1-160 || true
+fi
+# The media clock's lateness over the 15 s window (two /metrics samples).
+if [ -s "$work/metrics0" ] && [ -s "$work/metrics1" ] \
+  && grep -q '^ivr_media_clock_ticks_total ' "$work/metrics1"; then
+  awk 'FNR == NR { a[$1] = $2; next } { b[$1] = $2 }
+    END { t = b["ivr_media_clock_ticks_total"] - a["ivr_media_clock_ticks_total"]
+      line = sprintf("media clock (15 s with all calls up): %d ticks", t)
+      split("2 5 10 20 40", o, " ")
+      for (i = 1; i <= 5; i++) { k = "ivr_media_clock_late_ticks_total{over=\"" o[i] "ms\"}"
+        n = b[k] - a[k]; line = line sprintf("; > %s ms: %d (%.3f%%)", o[i], n, t ? 100 * n / t : 0) }
+      printf "%s; latest tick since start %.1f ms\n", line, 1000 * b["ivr_media_clock_late_max_seconds"] }' \
+    "$work/metrics0" "$work/metrics1"
+else
+  echo "media clock: no lateness figures (no /metrics sample, or a build without them)"
 fi
 grep '^probe:' "$work/probe" || { echo "probe: no result"; tail -n 5 "$work/probe"; }
 echo "service warnings/errors: $(grep -cE ' (WARN|ERROR) ' "$work/service.log" || true)"

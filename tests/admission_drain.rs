@@ -1,7 +1,8 @@
 //! Draining, against the real binary on loopback: after SIGTERM with a call
 //! in progress, `/healthz` answers 503 `draining` (and `/metrics` still
-//! answers) for as long as the process runs; new INVITEs get 503; once the
-//! call ends the process exits 0 and the admin listener goes with it.
+//! answers; the media clock has reported ticks there) for as long as the
+//! process runs; new INVITEs get 503; once the call ends the process exits
+//! 0 and the admin listener goes with it.
 
 mod common;
 
@@ -128,6 +129,28 @@ fn healthz_says_draining_until_the_process_exits() {
          Content-Length: 0\r\n\r\n"
     );
     sock.send_to(ack.as_bytes(), sip).unwrap();
+
+    // The media clock paces the call and reports its ticks (and how late
+    // they were) to /metrics once a second.
+    let mut ticks = 0.0;
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = http_get(admin, "/metrics").unwrap_or_default();
+        ticks = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("ivr_media_clock_ticks_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if ticks > 0.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ticks > 0.0, "no media clock ticks in /metrics:\n{metrics}");
+    assert!(
+        metrics.contains("ivr_media_clock_late_max_seconds "),
+        "{metrics}"
+    );
 
     // SIGTERM: draining. /healthz says so (several times, while the call
     // goes on), /metrics still answers, a new INVITE gets 503.

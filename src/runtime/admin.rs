@@ -57,6 +57,18 @@ fn describe_metrics() {
         "ivr_agent_auth_failures_total",
         "Agent digest logins refused: reason=wrong (bad answer) or locked (agent or source locked)"
     );
+    metrics::describe_counter!(
+        "ivr_media_clock_ticks_total",
+        "Calls ticked by the media clock (most ticks send one RTP packet)"
+    );
+    metrics::describe_counter!(
+        "ivr_media_clock_late_ticks_total",
+        "Media clock ticks later than their deadline by more than `over` (2, 5, 10, 20, 40 ms)"
+    );
+    metrics::describe_gauge!(
+        "ivr_media_clock_late_max_seconds",
+        "The latest media clock tick since the process started"
+    );
     metrics::counter!("ivr_calls_total").absolute(0);
     metrics::gauge!("ivr_calls_active").set(0.0);
 }

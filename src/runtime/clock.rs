@@ -23,13 +23,16 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// Default time between two wake-ups of a worker.
 pub const DEFAULT_QUANTUM: Duration = Duration::from_millis(2);
+/// How often a worker adds its [`Lateness`] to the metrics (while it
+/// has calls to tick).
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// Size of the send buffer a tick gets (one RTP packet).
 pub const TX_BUFFER: usize = 1500;
 
@@ -106,6 +109,66 @@ impl Ord for Entry {
     }
 }
 
+/// The lateness thresholds [`Lateness`] counts ticks over, in ms.
+pub const LATE_OVER_MS: [u64; 5] = [2, 5, 10, 20, 40];
+
+/// How late the clock ticked calls: `now` at the tick against the deadline
+/// the call asked for (a frame's send slot, most of the time). Counted
+/// for live ticks only (a tick that returned a next deadline), with the
+/// `now` that [`Schedule::run_due`] uses, which it re-reads every 64 calls:
+/// a tick may be up to that many calls' work later than recorded. Sans-IO:
+/// a worker keeps one and publishes it ([`publish_lateness`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Lateness {
+    /// Ticks counted.
+    pub ticks: u64,
+    /// Ticks later than each threshold of [`LATE_OVER_MS`].
+    pub over: [u64; LATE_OVER_MS.len()],
+    /// The latest tick.
+    pub max: Duration,
+}
+
+impl Lateness {
+    pub fn record(&mut self, late: Duration) {
+        self.ticks += 1;
+        let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        for (count, bound) in self.over.iter_mut().zip(LATE_OVER_MS) {
+            if us > bound * 1000 {
+                *count += 1;
+            }
+        }
+        self.max = self.max.max(late);
+    }
+
+    /// What was recorded since the last call (and starts again at zero).
+    pub fn take(&mut self) -> Lateness {
+        std::mem::take(self)
+    }
+}
+
+/// The latest tick of any worker since the process started, in ns.
+static LATE_MAX_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Adds a worker's lateness since its last report to the process's
+/// metrics: `ivr_media_clock_ticks_total`,
+/// `ivr_media_clock_late_ticks_total{over="2ms"|…|"40ms"}` and the gauge
+/// `ivr_media_clock_late_max_seconds` (since start).
+pub fn publish_lateness(l: &Lateness) {
+    if l.ticks == 0 {
+        return;
+    }
+    metrics::counter!("ivr_media_clock_ticks_total").increment(l.ticks);
+    for (count, bound) in l.over.iter().zip(LATE_OVER_MS) {
+        if *count > 0 {
+            metrics::counter!("ivr_media_clock_late_ticks_total", "over" => format!("{bound}ms"))
+                .increment(*count);
+        }
+    }
+    let ns = u64::try_from(l.max.as_nanos()).unwrap_or(u64::MAX);
+    let max = LATE_MAX_NS.fetch_max(ns, AtomicOrdering::Relaxed).max(ns);
+    metrics::gauge!("ivr_media_clock_late_max_seconds").set(max as f64 / 1e9);
+}
+
 /// A worker's deadlines, sans-IO: the thread loop is `push` what arrived,
 /// `run_due(now)`, sleep until `next_wake`.
 #[derive(Default)]
@@ -115,6 +178,8 @@ pub struct Schedule {
     /// Re-arms made during one `run_due`, pushed after it (so a core that
     /// returns a past deadline is ticked again next round, not in a loop).
     later: Vec<Entry>,
+    /// How late live ticks were since the worker last took it.
+    pub lateness: Lateness,
 }
 
 impl Schedule {
@@ -159,6 +224,8 @@ impl Schedule {
             if let Some(call) = e.call.upgrade()
                 && let Some(next) = call.tick(e.deadline, now, buf)
             {
+                self.lateness
+                    .record(now.saturating_duration_since(e.deadline));
                 self.later.push(Entry {
                     deadline: next,
                     seq: 0,
@@ -267,6 +334,7 @@ fn run_worker(inbox: &Mutex<Inbox>, quantum: Duration) {
     let mut schedule = Schedule::default();
     let mut incoming = Vec::new();
     let mut buf = [0u8; TX_BUFFER];
+    let mut published = Instant::now();
     loop {
         std::mem::swap(&mut incoming, &mut lock(inbox).items);
         for (deadline, call) in incoming.drain(..) {
@@ -274,6 +342,10 @@ fn run_worker(inbox: &Mutex<Inbox>, quantum: Duration) {
         }
         let started = Instant::now();
         schedule.run_due(started, &mut Instant::now, &mut buf);
+        if started.saturating_duration_since(published) >= PUBLISH_EVERY {
+            publish_lateness(&schedule.lateness.take());
+            published = started;
+        }
         let wake = schedule.next_wake(started, quantum);
         {
             let mut i = lock(inbox);
@@ -414,6 +486,42 @@ mod tests {
         assert_eq!(s.run_due(ms(t0, 23), &mut || ms(t0, 23), &mut buf), 1);
         assert_eq!(*a.ticks.lock().unwrap(), [ms(t0, 3), ms(t0, 23)]);
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn lateness_counts_live_ticks_against_their_deadlines() {
+        let t0 = Instant::now();
+        let mut s = Schedule::default();
+        let (a, b, c) = (fake(20), fake(20), fake(20));
+        arm(&mut s, &a, ms(t0, 0)); // ticked 7 ms late
+        arm(&mut s, &b, ms(t0, 4)); // 3 ms late
+        arm(&mut s, &c, ms(t0, 20));
+        arm(&mut s, &c, ms(t0, 6)); // supersedes 20: 1 ms late
+        let mut buf = [0u8; 8];
+        assert_eq!(s.run_due(ms(t0, 7), &mut || ms(t0, 7), &mut buf), 3);
+        let l = s.lateness.take();
+        assert_eq!(l.ticks, 3);
+        // over 2, 5, 10, 20, 40 ms
+        assert_eq!(l.over, [2, 1, 0, 0, 0]);
+        assert_eq!(l.max, Duration::from_millis(7));
+        assert_eq!(s.lateness, Lateness::default(), "take starts again");
+        // c's stale entry for 20 ms ticks nothing and is not counted; at
+        // 20 ms a (due 20) is on time and b (24), c (26) are not due
+        assert_eq!(s.run_due(ms(t0, 20), &mut || ms(t0, 20), &mut buf), 2);
+        let l = s.lateness.take();
+        assert_eq!((l.ticks, l.over, l.max), (1, [0; 5], Duration::ZERO));
+    }
+
+    #[test]
+    fn lateness_bounds_are_exclusive() {
+        let mut l = Lateness::default();
+        for late_ms in [2, 5, 10, 20, 40, 41] {
+            l.record(Duration::from_millis(late_ms));
+        }
+        l.record(Duration::from_micros(2_001));
+        assert_eq!(l.ticks, 7);
+        assert_eq!(l.over, [6, 4, 3, 2, 1]);
+        assert_eq!(l.max, Duration::from_millis(41));
     }
 
     #[test]
