@@ -50,7 +50,8 @@ peak=0
 ( while kill -0 $svc 2>/dev/null; do r=$(rss_kib); echo "$r" >> "$work/rss"; sleep 0.5; done ) &
 sampler=$!
 # Steady state: once CONCURRENT calls are up (after the ramp), 5 s of CPU;
-# the media clock's lateness counters (/metrics) over the 15 s from the
+# the media clock's lateness counters and their causes (late wake-ups,
+# long and preempted rounds, lock waits; /metrics) over the 15 s from the
 # same moment, while the probe listens.
 metrics() { curl -s --max-time 5 "http://$admin/metrics" > "$1" 2>/dev/null || true; }
 ( sleep $(( conc / rate + 3 )); metrics "$work/metrics0"; a=$(cpu); sleep 5; b=$(cpu)
@@ -105,12 +106,26 @@ fi
 if [ -s "$work/metrics0" ] && [ -s "$work/metrics1" ] \
   && grep -q '^ivr_media_clock_ticks_total ' "$work/metrics1"; then
   awk 'FNR == NR { a[$1] = $2; next } { b[$1] = $2 }
-    END { t = b["ivr_media_clock_ticks_total"] - a["ivr_media_clock_ticks_total"]
-      line = sprintf("media clock (15 s with all calls up): %d ticks", t)
-      split("2 5 10 20 40", o, " ")
-      for (i = 1; i <= 5; i++) { k = "ivr_media_clock_late_ticks_total{over=\"" o[i] "ms\"}"
+    function over(total, name, label,   t, i, k, n, line) {
+      t = b[total] - a[total]; line = sprintf("%d %s", t, label)
+      for (i = 1; i <= 5; i++) { k = name "{over=\"" o[i] "ms\"}"
         n = b[k] - a[k]; line = line sprintf("; > %s ms: %d (%.3f%%)", o[i], n, t ? 100 * n / t : 0) }
-      printf "%s; latest tick since start %.1f ms\n", line, 1000 * b["ivr_media_clock_late_max_seconds"] }' \
+      return line }
+    END { split("2 5 10 20 40", o, " ")
+      printf "media clock (15 s with all calls up): %s; latest tick since start %.1f ms\n",
+        over("ivr_media_clock_ticks_total", "ivr_media_clock_late_ticks_total", "ticks"),
+        1000 * b["ivr_media_clock_late_max_seconds"]
+      if ("ivr_media_clock_wakeups_total" in b)
+        printf "media clock why: %s (the OS ran the thread late); %s (from waking to sleeping); latest wake-up since start %.1f ms, longest round %.1f ms\n",
+          over("ivr_media_clock_wakeups_total", "ivr_media_clock_late_wakeups_total", "timed wake-ups"),
+          over("ivr_media_clock_rounds_total", "ivr_media_clock_long_rounds_total", "rounds") "; of which " \
+          over("ivr_media_clock_preempted_rounds_total", "ivr_media_clock_long_preempted_rounds_total", "preempted by the OS"),
+          1000 * b["ivr_media_clock_wakeup_late_max_seconds"], 1000 * b["ivr_media_clock_round_max_seconds"]
+      if ("ivr_media_clock_lock_waits_total" in b)
+        printf "media clock lock waits (a call'"'"'s task held its lock): %d, > 1 ms: %d; longest since start %.1f ms\n",
+          b["ivr_media_clock_lock_waits_total"] - a["ivr_media_clock_lock_waits_total"],
+          b["ivr_media_clock_long_lock_waits_total{over=\"1ms\"}"] - a["ivr_media_clock_long_lock_waits_total{over=\"1ms\"}"],
+          1000 * b["ivr_media_clock_lock_wait_max_seconds"] }' \
     "$work/metrics0" "$work/metrics1"
 else
   echo "media clock: no lateness figures (no /metrics sample, or a build without them)"

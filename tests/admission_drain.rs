@@ -147,10 +147,30 @@ fn healthz_says_draining_until_the_process_exits() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(ticks > 0.0, "no media clock ticks in /metrics:\n{metrics}");
-    assert!(
-        metrics.contains("ivr_media_clock_late_max_seconds "),
-        "{metrics}"
-    );
+    // With them, what makes a tick late: the thread's wake-ups, its rounds
+    // (and those the OS preempted), a call's lock held by its task.
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    for name in [
+        "ivr_media_clock_rounds_total",
+        "ivr_media_clock_wakeups_total",
+    ] {
+        assert!(value(name).is_some_and(|v| v > 0.0), "{name}:\n{metrics}");
+    }
+    for name in [
+        "ivr_media_clock_preempted_rounds_total",
+        "ivr_media_clock_lock_waits_total",
+        "ivr_media_clock_late_max_seconds",
+        "ivr_media_clock_wakeup_late_max_seconds",
+        "ivr_media_clock_round_max_seconds",
+        "ivr_media_clock_lock_wait_max_seconds",
+    ] {
+        assert!(value(name).is_some(), "{name}:\n{metrics}");
+    }
 
     // SIGTERM: draining. /healthz says so (several times, while the call
     // goes on), /metrics still answers, a new INVITE gets 503.

@@ -69,6 +69,50 @@ fn describe_metrics() {
         "ivr_media_clock_late_max_seconds",
         "The latest media clock tick since the process started"
     );
+    metrics::describe_counter!(
+        "ivr_media_clock_wakeups_total",
+        "Timed wake-ups of the media clock's threads"
+    );
+    metrics::describe_counter!(
+        "ivr_media_clock_late_wakeups_total",
+        "Media clock wake-ups later than asked by more than `over` (the OS ran the thread late)"
+    );
+    metrics::describe_counter!(
+        "ivr_media_clock_rounds_total",
+        "Media clock rounds that ticked at least one call"
+    );
+    metrics::describe_counter!(
+        "ivr_media_clock_long_rounds_total",
+        "Media clock rounds that took more than `over` from waking to sleeping"
+    );
+    metrics::describe_gauge!(
+        "ivr_media_clock_wakeup_late_max_seconds",
+        "The latest media clock wake-up since the process started"
+    );
+    metrics::describe_gauge!(
+        "ivr_media_clock_round_max_seconds",
+        "The longest media clock round since the process started"
+    );
+    metrics::describe_counter!(
+        "ivr_media_clock_preempted_rounds_total",
+        "Media clock rounds during which the OS took the CPU from the clock's thread"
+    );
+    metrics::describe_counter!(
+        "ivr_media_clock_long_preempted_rounds_total",
+        "Preempted media clock rounds that took more than `over` from waking to sleeping"
+    );
+    metrics::describe_counter!(
+        "ivr_media_clock_lock_waits_total",
+        "Media clock ticks that found the call's lock held by its task"
+    );
+    metrics::describe_counter!(
+        "ivr_media_clock_long_lock_waits_total",
+        "Media clock ticks that waited longer than `over` (1 ms) for the call's lock"
+    );
+    metrics::describe_gauge!(
+        "ivr_media_clock_lock_wait_max_seconds",
+        "The longest wait of a media clock tick for its call's lock since the process started"
+    );
     metrics::counter!("ivr_calls_total").absolute(0);
     metrics::gauge!("ivr_calls_active").set(0.0);
 }

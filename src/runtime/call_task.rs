@@ -179,7 +179,18 @@ impl CallIo {
 
 impl Paced for Shared {
     fn tick(&self, armed: Instant, now: Instant, buf: &mut [u8]) -> Option<Instant> {
-        let mut c = lock(self);
+        let mut c = match self.core.try_lock() {
+            Ok(c) => c,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // The call's task holds it: the clock waits, and so do the
+                // calls after this one in the round.
+                let waited = Instant::now();
+                let c = lock(self);
+                clock::note_lock_wait(waited.elapsed());
+                c
+            }
+        };
         if !c.armed.is_current(armed) {
             return None;
         }

@@ -112,61 +112,158 @@ impl Ord for Entry {
 /// The lateness thresholds [`Lateness`] counts ticks over, in ms.
 pub const LATE_OVER_MS: [u64; 5] = [2, 5, 10, 20, 40];
 
-/// How late the clock ticked calls: `now` at the tick against the deadline
-/// the call asked for (a frame's send slot, most of the time). Counted
-/// for live ticks only (a tick that returned a next deadline), with the
-/// `now` that [`Schedule::run_due`] uses, which it re-reads every 64 calls:
-/// a tick may be up to that many calls' work later than recorded. Sans-IO:
-/// a worker keeps one and publishes it ([`publish_lateness`]).
+/// Durations counted against the thresholds of [`LATE_OVER_MS`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Lateness {
-    /// Ticks counted.
-    pub ticks: u64,
-    /// Ticks later than each threshold of [`LATE_OVER_MS`].
+pub struct OverCounts {
+    /// Durations counted.
+    pub n: u64,
+    /// Durations longer than each threshold of [`LATE_OVER_MS`].
     pub over: [u64; LATE_OVER_MS.len()],
-    /// The latest tick.
+    /// The longest.
     pub max: Duration,
 }
 
-impl Lateness {
-    pub fn record(&mut self, late: Duration) {
-        self.ticks += 1;
-        let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+impl OverCounts {
+    pub fn record(&mut self, d: Duration) {
+        self.n += 1;
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         for (count, bound) in self.over.iter_mut().zip(LATE_OVER_MS) {
             if us > bound * 1000 {
                 *count += 1;
             }
         }
-        self.max = self.max.max(late);
+        self.max = self.max.max(d);
     }
+}
 
+/// How late the clock ticked calls, and why. Sans-IO: a worker keeps one
+/// and publishes it ([`publish_lateness`]).
+///
+/// - `ticks`: `now` at each live tick (one that returned a next deadline)
+///   against the deadline the call asked for (a frame's send slot, most of
+///   the time), with the `now` that [`Schedule::run_due`] uses, which it
+///   re-reads every 64 calls: a tick may be up to that many calls' work
+///   later than recorded.
+/// - `wakeups`: how much later than it asked for the worker's thread woke
+///   from a timed sleep (the OS ran it late: other threads or processes
+///   on its core, or the VM's host).
+/// - `rounds`: how long each round took, from waking to going back to
+///   sleep (the calls' work, a call's lock held by its task, the thread
+///   preempted in the middle).
+///
+/// - `preempted_rounds`: the rounds (of `rounds`) during which the OS took
+///   the CPU from the worker although it had work (an involuntary context
+///   switch): a long one of these is the OS's doing, not the calls'.
+///
+/// A tick is late by at most the quantum plus its wake-up's lateness plus
+/// the round's work before it; the counts say which of these it was.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Lateness {
+    pub ticks: OverCounts,
+    pub wakeups: OverCounts,
+    pub rounds: OverCounts,
+    pub preempted_rounds: OverCounts,
+}
+
+impl Lateness {
     /// What was recorded since the last call (and starts again at zero).
     pub fn take(&mut self) -> Lateness {
         std::mem::take(self)
     }
 }
 
-/// The latest tick of any worker since the process started, in ns.
-static LATE_MAX_NS: AtomicU64 = AtomicU64::new(0);
+/// The latest tick, wake-up and longest round of any worker since the
+/// process started, in ns.
+static TICK_MAX_NS: AtomicU64 = AtomicU64::new(0);
+static WAKEUP_MAX_NS: AtomicU64 = AtomicU64::new(0);
+static ROUND_MAX_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Ticks that found their call's lock held by the call's task, and those
+/// that waited more than 1 ms for it, since the last report; the longest
+/// wait since start (ns).
+static LOCK_WAITS: AtomicU64 = AtomicU64::new(0);
+static LOCK_WAITS_OVER_1MS: AtomicU64 = AtomicU64::new(0);
+static LOCK_WAIT_MAX_NS: AtomicU64 = AtomicU64::new(0);
+
+/// A tick waited `d` for its call's lock (see [`Paced::tick`]).
+pub fn note_lock_wait(d: Duration) {
+    LOCK_WAITS.fetch_add(1, AtomicOrdering::Relaxed);
+    if d > Duration::from_millis(1) {
+        LOCK_WAITS_OVER_1MS.fetch_add(1, AtomicOrdering::Relaxed);
+    }
+    let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    LOCK_WAIT_MAX_NS.fetch_max(ns, AtomicOrdering::Relaxed);
+}
+
+fn publish_counts(c: &OverCounts, total: &'static str, over: &'static str) {
+    metrics::counter!(total).increment(c.n);
+    for (count, bound) in c.over.iter().zip(LATE_OVER_MS) {
+        if *count > 0 {
+            metrics::counter!(over, "over" => format!("{bound}ms")).increment(*count);
+        }
+    }
+}
+
+fn publish_max(c: &OverCounts, max: &AtomicU64, gauge: &'static str) {
+    let ns = u64::try_from(c.max.as_nanos()).unwrap_or(u64::MAX);
+    let max = max.fetch_max(ns, AtomicOrdering::Relaxed).max(ns);
+    metrics::gauge!(gauge).set(max as f64 / 1e9);
+}
 
 /// Adds a worker's lateness since its last report to the process's
 /// metrics: `ivr_media_clock_ticks_total`,
-/// `ivr_media_clock_late_ticks_total{over="2ms"|…|"40ms"}` and the gauge
-/// `ivr_media_clock_late_max_seconds` (since start).
+/// `ivr_media_clock_late_ticks_total{over="2ms"|…|"40ms"}`,
+/// `ivr_media_clock_wakeups_total`, `ivr_media_clock_late_wakeups_total{over}`,
+/// `ivr_media_clock_rounds_total`, `ivr_media_clock_long_rounds_total{over}`,
+/// `ivr_media_clock_preempted_rounds_total`,
+/// `ivr_media_clock_long_preempted_rounds_total{over}`,
+/// the lock waits of all workers ([`note_lock_wait`]:
+/// `ivr_media_clock_lock_waits_total`,
+/// `ivr_media_clock_long_lock_waits_total{over="1ms"}`) and the gauges `ivr_media_clock_late_max_seconds`,
+/// `ivr_media_clock_wakeup_late_max_seconds`,
+/// `ivr_media_clock_round_max_seconds` and
+/// `ivr_media_clock_lock_wait_max_seconds` (since start).
 pub fn publish_lateness(l: &Lateness) {
-    if l.ticks == 0 {
+    if l.ticks.n == 0 && l.wakeups.n == 0 && l.rounds.n == 0 {
         return;
     }
-    metrics::counter!("ivr_media_clock_ticks_total").increment(l.ticks);
-    for (count, bound) in l.over.iter().zip(LATE_OVER_MS) {
-        if *count > 0 {
-            metrics::counter!("ivr_media_clock_late_ticks_total", "over" => format!("{bound}ms"))
-                .increment(*count);
-        }
-    }
-    let ns = u64::try_from(l.max.as_nanos()).unwrap_or(u64::MAX);
-    let max = LATE_MAX_NS.fetch_max(ns, AtomicOrdering::Relaxed).max(ns);
-    metrics::gauge!("ivr_media_clock_late_max_seconds").set(max as f64 / 1e9);
+    publish_counts(
+        &l.ticks,
+        "ivr_media_clock_ticks_total",
+        "ivr_media_clock_late_ticks_total",
+    );
+    publish_counts(
+        &l.wakeups,
+        "ivr_media_clock_wakeups_total",
+        "ivr_media_clock_late_wakeups_total",
+    );
+    publish_counts(
+        &l.rounds,
+        "ivr_media_clock_rounds_total",
+        "ivr_media_clock_long_rounds_total",
+    );
+    publish_counts(
+        &l.preempted_rounds,
+        "ivr_media_clock_preempted_rounds_total",
+        "ivr_media_clock_long_preempted_rounds_total",
+    );
+    publish_max(&l.ticks, &TICK_MAX_NS, "ivr_media_clock_late_max_seconds");
+    publish_max(
+        &l.wakeups,
+        &WAKEUP_MAX_NS,
+        "ivr_media_clock_wakeup_late_max_seconds",
+    );
+    publish_max(
+        &l.rounds,
+        &ROUND_MAX_NS,
+        "ivr_media_clock_round_max_seconds",
+    );
+    metrics::counter!("ivr_media_clock_lock_waits_total")
+        .increment(LOCK_WAITS.swap(0, AtomicOrdering::Relaxed));
+    metrics::counter!("ivr_media_clock_long_lock_waits_total", "over" => "1ms")
+        .increment(LOCK_WAITS_OVER_1MS.swap(0, AtomicOrdering::Relaxed));
+    metrics::gauge!("ivr_media_clock_lock_wait_max_seconds")
+        .set(LOCK_WAIT_MAX_NS.load(AtomicOrdering::Relaxed) as f64 / 1e9);
 }
 
 /// A worker's deadlines, sans-IO: the thread loop is `push` what arrived,
@@ -225,6 +322,7 @@ impl Schedule {
                 && let Some(next) = call.tick(e.deadline, now, buf)
             {
                 self.lateness
+                    .ticks
                     .record(now.saturating_duration_since(e.deadline));
                 self.later.push(Entry {
                     deadline: next,
@@ -335,13 +433,28 @@ fn run_worker(inbox: &Mutex<Inbox>, quantum: Duration) {
     let mut incoming = Vec::new();
     let mut buf = [0u8; TX_BUFFER];
     let mut published = Instant::now();
+    // The end of the last timed sleep, when it was not cut short.
+    let mut planned: Option<Instant> = None;
     loop {
         std::mem::swap(&mut incoming, &mut lock(inbox).items);
         for (deadline, call) in incoming.drain(..) {
             schedule.push(deadline, call);
         }
         let started = Instant::now();
-        schedule.run_due(started, &mut Instant::now, &mut buf);
+        if let Some(p) = planned.take() {
+            schedule
+                .lateness
+                .wakeups
+                .record(started.saturating_duration_since(p));
+        }
+        let switches = preemptions();
+        if schedule.run_due(started, &mut Instant::now, &mut buf) > 0 {
+            let took = started.elapsed();
+            schedule.lateness.rounds.record(took);
+            if preemptions() > switches {
+                schedule.lateness.preempted_rounds.record(took);
+            }
+        }
         if started.saturating_duration_since(published) >= PUBLISH_EVERY {
             publish_lateness(&schedule.lateness.take());
             published = started;
@@ -360,12 +473,30 @@ fn run_worker(inbox: &Mutex<Inbox>, quantum: Duration) {
                 let now = Instant::now();
                 if w > now {
                     std::thread::park_timeout(w - now);
+                    // A wake-up before `w` (an earlier deadline was
+                    // armed, or a spurious one) counts as on time.
+                    planned = Some(w);
                 }
             }
             None => std::thread::park(),
         }
         lock(inbox).sleeping = false;
     }
+}
+
+/// The calling thread's involuntary context switches so far (the OS took
+/// the CPU from it while it could run); 0 when the OS does not say.
+fn preemptions() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `getrusage` only writes the struct it is given, which
+        // lives across the call; all-zero bytes are a valid `rusage`.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) } == 0 {
+            return u64::try_from(u.ru_nivcsw).unwrap_or(0);
+        }
+    }
+    0
 }
 
 static SETTINGS: OnceLock<(usize, Duration)> = OnceLock::new();
@@ -499,8 +630,8 @@ mod tests {
         arm(&mut s, &c, ms(t0, 6)); // supersedes 20: 1 ms late
         let mut buf = [0u8; 8];
         assert_eq!(s.run_due(ms(t0, 7), &mut || ms(t0, 7), &mut buf), 3);
-        let l = s.lateness.take();
-        assert_eq!(l.ticks, 3);
+        let l = s.lateness.take().ticks;
+        assert_eq!(l.n, 3);
         // over 2, 5, 10, 20, 40 ms
         assert_eq!(l.over, [2, 1, 0, 0, 0]);
         assert_eq!(l.max, Duration::from_millis(7));
@@ -508,18 +639,18 @@ mod tests {
         // c's stale entry for 20 ms ticks nothing and is not counted; at
         // 20 ms a (due 20) is on time and b (24), c (26) are not due
         assert_eq!(s.run_due(ms(t0, 20), &mut || ms(t0, 20), &mut buf), 2);
-        let l = s.lateness.take();
-        assert_eq!((l.ticks, l.over, l.max), (1, [0; 5], Duration::ZERO));
+        let l = s.lateness.take().ticks;
+        assert_eq!((l.n, l.over, l.max), (1, [0; 5], Duration::ZERO));
     }
 
     #[test]
     fn lateness_bounds_are_exclusive() {
-        let mut l = Lateness::default();
+        let mut l = OverCounts::default();
         for late_ms in [2, 5, 10, 20, 40, 41] {
             l.record(Duration::from_millis(late_ms));
         }
         l.record(Duration::from_micros(2_001));
-        assert_eq!(l.ticks, 7);
+        assert_eq!(l.n, 7);
         assert_eq!(l.over, [6, 4, 3, 2, 1]);
         assert_eq!(l.max, Duration::from_millis(41));
     }
