@@ -38,7 +38,7 @@ for c in "${levels[@]}"; do for b in "${builds[@]}"; do for r in $(seq 1 "$round
   f="$out/$c-$b-$r.txt"; [ -s "$f" ] || continue
   echo "$c $b $r | $(grep -o 'successful=[0-9?]* failed=[0-9?]*' "$f") $(grep -o 'INVITE retransmissions [0-9?]*' "$f" | head -n1)" \
     "| $(grep -o 'steady state with all calls up: [0-9]*%' "$f" | cut -d: -f2)" \
-    "| $( (grep -o '> 5 ms: [0-9]* ([0-9.]*%)' "$f"; grep -o 'latest tick since start [0-9.]* ms' "$f") | paste -sd ' ')" \
+    "| $(grep '^media clock (' "$f" | grep -o '> 5 ms: [0-9]* ([0-9.]*%)\|latest tick since start [0-9.]* ms' | paste -sd ' ')" \
     "| $(grep -o 'packets received, [0-9]* lost ([0-9.]*%); gaps p50 .*' "$f" | head -n1)" \
     "| $(grep -o 'INVITE->200 p50 [0-9.]* ms, p99 [0-9.]* ms' "$f")" \
     "| $(grep -o "first packet of the result, 5 callers: p50 [0-9.]* ms, p99 [0-9.]* ms" "$f" | cut -d: -f2)" \

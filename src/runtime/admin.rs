@@ -79,7 +79,7 @@ fn describe_metrics() {
     );
     metrics::describe_counter!(
         "ivr_media_clock_rounds_total",
-        "Media clock rounds that ticked at least one call"
+        "Media clock rounds that found at least one deadline due"
     );
     metrics::describe_counter!(
         "ivr_media_clock_long_rounds_total",

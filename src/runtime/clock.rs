@@ -147,10 +147,9 @@ impl OverCounts {
 /// - `wakeups`: how much later than it asked for the worker's thread woke
 ///   from a timed sleep (the OS ran it late: other threads or processes
 ///   on its core, or the VM's host).
-/// - `rounds`: how long each round took, from waking to going back to
-///   sleep (the calls' work, a call's lock held by its task, the thread
+/// - `rounds`: how long each round that found a deadline due took, from
+///   waking to going back to sleep (the calls' work, a call's lock held by its task, the thread
 ///   preempted in the middle).
-///
 /// - `preempted_rounds`: the rounds (of `rounds`) during which the OS took
 ///   the CPU from the worker although it had work (an involuntary context
 ///   switch): a long one of these is the OS's doing, not the calls'.
@@ -219,7 +218,8 @@ fn publish_max(c: &OverCounts, max: &AtomicU64, gauge: &'static str) {
 /// `ivr_media_clock_long_preempted_rounds_total{over}`,
 /// the lock waits of all workers ([`note_lock_wait`]:
 /// `ivr_media_clock_lock_waits_total`,
-/// `ivr_media_clock_long_lock_waits_total{over="1ms"}`) and the gauges `ivr_media_clock_late_max_seconds`,
+/// `ivr_media_clock_long_lock_waits_total{over="1ms"}`) and the gauges
+/// `ivr_media_clock_late_max_seconds`,
 /// `ivr_media_clock_wakeup_late_max_seconds`,
 /// `ivr_media_clock_round_max_seconds` and
 /// `ivr_media_clock_lock_wait_max_seconds` (since start).
